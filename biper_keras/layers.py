@@ -1,0 +1,251 @@
+"""Quantized Keras 3 layers with Larq's argument names.
+
+`QuantConv2D` and `QuantDense` subclass `keras.layers.Conv2D` / `Dense` and hook into
+their two seams rather than rewriting `call`:
+
+- the `kernel` property returns the *quantized* kernel (times the optional per-channel
+  scale alpha); the latent real weight stays in `_kernel`, the variable that trains
+  and is saved;
+- `convolution_op(inputs, kernel)` (conv) / `call` (dense) binarizes the inputs first.
+
+On the TensorFlow backend the inference graph of a binarized conv is exactly what Larq
+Compute Engine fuses into `LceBconv2d`: `sign(sign(x) + c)` on the input, an optional
+pad with 1.0 (`pad_values=1.0`, the fast path for SAME padding), a VALID conv with a
+kernel that constant-folds to +/-alpha per output channel.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from biper_keras import quantizers as quantizers_lib
+
+__all__ = ["QuantConv2D", "QuantDense"]
+
+_KERNEL_SCALES = (None, "channel")
+
+
+class _QuantizedKernel:
+    """What QuantConv2D and QuantDense share: quantizers, kernel scale, weight saving."""
+
+    def _init_quantization(
+        self, input_quantizer, kernel_quantizer, kernel_scale, kernel_scale_initializer
+    ):
+        self.input_quantizer = quantizers_lib.get(input_quantizer)
+        self.kernel_quantizer = quantizers_lib.get(kernel_quantizer)
+        if kernel_scale not in _KERNEL_SCALES:
+            raise ValueError(
+                "Argument `kernel_scale` must be None or 'channel' (a learnable "
+                f"per-output-channel scale). Received: kernel_scale={kernel_scale!r}."
+            )
+        self.kernel_scale = kernel_scale
+        if kernel_scale_initializer is None:
+            # BiPer initializes alpha uniformly on [0, 1).
+            kernel_scale_initializer = keras.initializers.RandomUniform(0.0, 1.0)
+        self.kernel_scale_initializer = keras.initializers.get(kernel_scale_initializer)
+        self.alpha = None
+
+    def _build_kernel_scale(self, channels):
+        if self.kernel_scale == "channel":
+            self.alpha = self.add_weight(
+                name="kernel_scale",
+                shape=(channels,),
+                initializer=self.kernel_scale_initializer,
+                trainable=True,
+                dtype=self.dtype,
+            )
+
+    def _quantize_kernel(self, kernel):
+        if self.kernel_quantizer is not None:
+            kernel = self.kernel_quantizer(kernel)
+        if self.alpha is not None:
+            # Scaling the kernel, not the output: it is cheaper (the kernel is small)
+            # and LCE folds +/-alpha per output channel into its multiplier.
+            kernel = kernel * ops.cast(self.alpha, kernel.dtype)
+        return kernel
+
+    def _quantization_config(self):
+        def ser(q):
+            return None if q is None else keras.saving.serialize_keras_object(q)
+
+        return {
+            "input_quantizer": ser(self.input_quantizer),
+            "kernel_quantizer": ser(self.kernel_quantizer),
+            "kernel_scale": self.kernel_scale,
+            "kernel_scale_initializer": keras.initializers.serialize(
+                self.kernel_scale_initializer
+            ),
+        }
+
+    # Keras's Conv/Dense save `self.kernel` (to merge LoRA), which here is the
+    # quantized kernel: save the variables themselves (latent kernel, bias, alpha).
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
+
+def _check_pad_values(pad_values):
+    if isinstance(pad_values, bool) or pad_values not in (0, 1):
+        raise ValueError(
+            "Argument `pad_values` must be 0.0 or 1.0 (1.0 is LCE's fast path for "
+            f"binary convs with SAME padding). Received: pad_values={pad_values!r}."
+        )
+    return float(pad_values)
+
+
+@keras.saving.register_keras_serializable(package="biper_keras")
+class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
+    """2D convolution with quantized inputs and kernel (Larq's `QuantConv2D`).
+
+    Args:
+        input_quantizer: quantizer for the inputs (name, config, instance, callable,
+            or None for full precision), e.g. `"ste_sign"` or `"approx_sign"`.
+        kernel_quantizer: quantizer for the kernel, e.g. `"biper"` or `BiPer(omega=20)`.
+        pad_values: 0.0 or 1.0, the value SAME padding pads with. 1.0 keeps a binary
+            conv's input binary (+1) and is LCE's fast path.
+        kernel_scale: None, or `"channel"` for a learnable per-output-channel scale
+            alpha multiplying the quantized kernel (BiPer's), folded by LCE.
+        kernel_scale_initializer: initializer for alpha (BiPer: uniform on [0, 1)).
+        **kwargs: everything `keras.layers.Conv2D` accepts.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        pad_values=0.0,
+        data_format=None,
+        dilation_rate=(1, 1),
+        groups=1,
+        activation=None,
+        use_bias=True,
+        input_quantizer=None,
+        kernel_quantizer=None,
+        kernel_scale=None,
+        kernel_scale_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            groups=groups,
+            activation=activation,
+            use_bias=use_bias,
+            **kwargs,
+        )
+        self.pad_values = _check_pad_values(pad_values)
+        self._init_quantization(
+            input_quantizer,
+            kernel_quantizer,
+            kernel_scale,
+            kernel_scale_initializer,
+        )
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_kernel_scale(self.filters)
+
+    @property
+    def kernel(self):
+        return self._quantize_kernel(super().kernel)
+
+    def convolution_op(self, inputs, kernel):
+        if self.input_quantizer is not None:
+            inputs = self.input_quantizer(inputs)
+        if self.padding != "same" or self.pad_values == 0.0:
+            return super().convolution_op(inputs, kernel)
+        inputs = ops.pad(
+            inputs, self._same_pad_width(inputs.shape), constant_values=self.pad_values
+        )
+        return ops.conv(
+            inputs,
+            kernel,
+            strides=list(self.strides),
+            padding="valid",
+            dilation_rate=self.dilation_rate,
+            data_format=self.data_format,
+        )
+
+    def _same_pad_width(self, shape):
+        """The (before, after) pads that make a VALID conv equal a SAME one."""
+        first = 1 if self.data_format == "channels_last" else 2
+        spatial = [(0, 0)] * len(shape)
+        for i, (k, s, d) in enumerate(
+            zip(self.kernel_size, self.strides, self.dilation_rate)
+        ):
+            extent = (k - 1) * d + 1
+            size = shape[first + i]
+            if s == 1:
+                total = extent - 1
+            elif size is None:
+                raise ValueError(
+                    f"Layer '{self.name}': SAME padding with pad_values=1.0 and "
+                    f"strides={self.strides} needs static spatial input sizes; "
+                    f"received input shape {tuple(shape)}."
+                )
+            else:
+                total = max((math.ceil(size / s) - 1) * s + extent - size, 0)
+            spatial[first + i] = (total // 2, total - total // 2)
+        return spatial
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pad_values": self.pad_values,
+            **self._quantization_config(),
+        }
+
+
+@keras.saving.register_keras_serializable(package="biper_keras")
+class QuantDense(_QuantizedKernel, keras.layers.Dense):
+    """Densely connected layer with quantized inputs and kernel (Larq's `QuantDense`).
+
+    Args:
+        input_quantizer, kernel_quantizer, kernel_scale, kernel_scale_initializer:
+            as in `QuantConv2D`.
+        **kwargs: everything `keras.layers.Dense` accepts.
+    """
+
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=True,
+        input_quantizer=None,
+        kernel_quantizer=None,
+        kernel_scale=None,
+        kernel_scale_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(units, activation=activation, use_bias=use_bias, **kwargs)
+        self._init_quantization(
+            input_quantizer,
+            kernel_quantizer,
+            kernel_scale,
+            kernel_scale_initializer,
+        )
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_kernel_scale(self.units)
+
+    @property
+    def kernel(self):
+        return self._quantize_kernel(super().kernel)
+
+    def call(self, inputs, training=None):
+        if self.input_quantizer is not None:
+            inputs = self.input_quantizer(inputs)
+        return super().call(inputs, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), **self._quantization_config()}

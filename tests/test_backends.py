@@ -1,0 +1,29 @@
+"""Runs tests/backend_suite once per Keras backend, each in its own process (Keras
+reads KERAS_BACKEND once, at import)."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+SUITE = pathlib.Path(__file__).parent / "backend_suite"
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_backend_suite(backend):
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "BIPER_TEST_BACKEND": backend,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-o", "python_files=suite_*.py", f"--confcutdir={SUITE}", str(SUITE)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, f"{backend} suite failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    assert " passed" in result.stdout and "failed" not in result.stdout.splitlines()[-1]
