@@ -1,0 +1,59 @@
+"""ResNets for CIFAR in the BiPer authors' layout."""
+
+import keras
+
+from biper_keras.models.blocks import HardTanh, OptionAShortcut, conv3x3
+from biper_keras.models.registry import register_model
+
+
+def quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values):
+    """The QuantConv2D arguments of a binary conv, or None for a float network."""
+    if kernel_quantizer is None and input_quantizer is None:
+        return None
+    return dict(
+        kernel_quantizer=kernel_quantizer,
+        input_quantizer=input_quantizer,
+        kernel_scale=kernel_scale,
+        pad_values=pad_values,
+    )
+
+
+@register_model("resnet20")
+def resnet20(
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    kernel_quantizer="biper",
+    input_quantizer="approx_sign",
+    kernel_scale="channel",
+    pad_values=1.0,
+    bn_momentum=0.9,
+    blocks_per_stage=3,
+    name="resnet20",
+):
+    """CIFAR ResNet-20 (~0.27M parameters) with a shortcut around every binary conv.
+
+    Stem conv and classifier stay full precision; each basic block is twice
+    `x = hardtanh(BN(binary_conv(x)) + shortcut(x))`, the shortcut being the identity
+    or, where the resolution halves, an option-A shortcut (average pool + zero channel
+    padding). With `kernel_quantizer=None, input_quantizer=None` every conv is a plain
+    float `keras.layers.Conv2D`: the float twin of the same network.
+    """
+    quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values)
+
+    def bn(layer_name):
+        return keras.layers.BatchNormalization(momentum=bn_momentum, name=layer_name)
+
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = HardTanh(name="stem_act")(bn("stem_bn")(x))
+    for stage, filters in enumerate((16, 32, 64)):
+        for block in range(blocks_per_stage):
+            for conv in range(2):
+                tag = f"s{stage}b{block}c{conv}"
+                strides = 2 if stage > 0 and block == 0 and conv == 0 else 1
+                y = bn(f"{tag}_bn")(conv3x3(filters, strides, quant, f"{tag}_conv")(x))
+                shortcut = x if strides == 1 else OptionAShortcut(filters, name=f"{tag}_down")(x)
+                x = HardTanh(name=f"{tag}_act")(keras.layers.Add(name=f"{tag}_add")([y, shortcut]))
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(num_classes, name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)

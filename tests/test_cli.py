@@ -1,0 +1,79 @@
+"""The `biper-keras` command: outputs, and one-line errors with non-zero exits."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import biper_keras as bk
+from biper_keras import analysis
+
+
+def run(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    return subprocess.run([sys.executable, "-m", "biper_keras.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _one_line_error(result, code, text):
+    assert result.returncode == code, (result.returncode, result.stderr[-2000:])
+    lines = [l for l in result.stderr.splitlines() if l.startswith("biper-keras")]
+    assert len(lines) == 1 and text in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def test_qe_curve_writes_a_png(tmp_path):
+    out = tmp_path / "fig3.png"
+    result = run("qe", "curve", "--b", "0.05", "0.1", "-o", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "max QE 0.102835 at b*omega = 0.954882" in result.stdout
+
+
+def test_qe_curve_rejects_bad_b(tmp_path):
+    _one_line_error(run("qe", "curve", "--b", "-0.1", "-o", str(tmp_path / "x.png")), 3, "`b` must be finite and > 0")
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        bk.QuantConv2D(16, 3, kernel_quantizer=bk.BiPer(omega=25.0), input_quantizer="ste_sign", name="bconv"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(2, name="head"),
+    ])
+    path = tmp_path_factory.mktemp("m") / "m.keras"
+    model.save(path)
+    return path, model
+
+
+def test_qe_report_json_matches_the_library(saved_model):
+    path, model = saved_model
+    result = run("qe", "report", str(path), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(result.stdout)
+    expected = analysis.qe_report(model)
+    assert [r["layer"] for r in rows] == ["bconv"]
+    assert rows[0]["empirical_qe"] == pytest.approx(expected[0]["empirical_qe"])
+    table = run("qe", "report", str(path))
+    assert "bconv" in table.stdout and "head" not in table.stdout
+
+
+def test_qe_report_errors(tmp_path):
+    _one_line_error(run("qe", "report", str(tmp_path / "missing.keras")), 3, "no such file")
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"not a zip file at all")
+    _one_line_error(run("qe", "report", str(corrupt)), 3, "could not load")
+
+
+def test_qe_sweep_says_it_is_not_available_yet():
+    _one_line_error(run("qe", "sweep"), 4, "needs the training recipe")
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.startswith("biper-keras ")
