@@ -11,8 +11,8 @@
 
 Larq runs on tf_keras (Keras 2), which TensorFlow only hands out when
 `TF_USE_LEGACY_KERAS=1` is set before it is imported; larq is imported here lazily, so
-importing `biper_keras` never needs it. The quantizer math is the same function the
-Keras 3 layers use (`biper_keras.quantizers.biper`), run on TF tensors.
+importing `biper_keras` never needs it. The quantizer math is the Keras 3 quantizer's own,
+run on TF tensors.
 """
 
 import os
@@ -57,15 +57,16 @@ def _make_classes(lq):
         __doc__ = quantizers.BiPer.__doc__
 
         def __init__(self, omega=20.0, binarize=True, **kwargs):
-            # Validation and precision follow the Keras 3 quantizer exactly.
+            # The Keras 3 quantizer validates the arguments and holds the math; only
+            # its bound method is kept, which tf_keras does not track as a dependency.
             spec = quantizers.BiPer(omega=omega, binarize=binarize)
             self.omega, self.binarize, self.precision = spec.omega, spec.binarize, spec.precision
+            self._quantize = spec.quantize_tensor
             super().__init__(**kwargs)
 
         def call(self, inputs):
             # Read a variable outside the custom gradient (see Quantizer.call).
-            inputs = tf.convert_to_tensor(inputs)
-            return super().call(quantizers.biper(inputs, self.omega, self.binarize))
+            return super().call(self._quantize(tf.convert_to_tensor(inputs)))
 
         def get_config(self):
             return {**super().get_config(), "omega": self.omega, "binarize": self.binarize}

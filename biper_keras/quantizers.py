@@ -8,8 +8,11 @@ Compute Engine's converter fuses into a binary convolution (a plain `sign` is no
 Quantizers are `keras.layers.Layer`s (as in Larq) so that a layer owning one tracks
 any state it holds, e.g. an annealed parameter updated by a callback.
 
+Every quantizer is a forward/backward pair in the ProxConnect++ frame
+(`ForwardBackwardQuantizer`), so BiPer and the PC++ family share one harness.
 Look-ups go through `get`, which accepts an alias (`"biper"`, `"ste_sign"`,
-`"approx_sign"`), a class name, a serialized config dict, an instance or a callable.
+`"approx_sign"`, `"bc"`, `"bnn"`, `"bnn_plus"`, `"bnn_pp"`), a class name, a serialized
+config dict, an instance or a callable.
 """
 
 import math
@@ -25,9 +28,13 @@ __all__ = [
     "ApproxSign",
     "binary_sign",
     "with_gradient",
-    "biper",
-    "ste_sign",
-    "approx_sign",
+    "sign_swish",
+    "sign_swish_derivative",
+    "ForwardBackwardQuantizer",
+    "BinaryConnect",
+    "BNN",
+    "BNNPlus",
+    "BNNPlusPlus",
     "get",
     "serialize",
     "deserialize",
@@ -64,33 +71,18 @@ def with_gradient(forward, derivative):
     return f
 
 
-# The math, as functions of tensors (the classes below hold their parameters).
+def sign_swish(x, beta):
+    """Sign-Swish SS_b(x) = 2*sigmoid(b*x)*(1 + b*x*(1 - sigmoid(b*x))) - 1, a smooth
+    sign: it tends to sign(x) as b grows (Darabi et al., BNN+)."""
+    bx = beta * x
+    s = ops.sigmoid(bx)
+    return 2.0 * s * (1.0 + bx * (1.0 - s)) - 1.0
 
 
-def biper(w, omega=20.0, binarize=True):
-    """`sign(sin(omega*w))` with gradient `omega*cos(omega*w)`; `sin(omega*w)` if not
-    `binarize`. See `BiPer`."""
-    if not binarize:
-        return ops.sin(omega * w)
-    return with_gradient(
-        lambda v: binary_sign(ops.sin(omega * v)),
-        lambda v: omega * ops.cos(omega * v),
-    )(w)
-
-
-def ste_sign(x, clip_value=1.0):
-    """`sign(x)` with gradient 1 where `|x| <= clip_value` (everywhere if None)."""
-    if clip_value is None:
-        return with_gradient(binary_sign, ops.ones_like)(x)
-    return with_gradient(
-        binary_sign,
-        lambda v: ops.cast(ops.less_equal(ops.abs(v), clip_value), v.dtype),
-    )(x)
-
-
-def approx_sign(x):
-    """`sign(x)` with Bi-Real's gradient `max(0, 2 - 2|x|)`."""
-    return with_gradient(binary_sign, lambda v: ops.maximum(2.0 - 2.0 * ops.abs(v), 0.0))(x)
+def sign_swish_derivative(x, beta):
+    """dSS_b/dx = b*(2 - b*x*tanh(b*x/2)) / (1 + cosh(b*x)); 0 where cosh overflows."""
+    bx = beta * x
+    return beta * (2.0 - bx * ops.tanh(0.5 * bx)) / (1.0 + ops.cosh(bx))
 
 
 def check_positive_number(name, value):
@@ -108,7 +100,7 @@ def check_positive_number(name, value):
 
 
 class Quantizer(keras.layers.Layer):
-    """Base class: a stateless-by-default layer mapping a tensor to its quantized value.
+    """Base class: a layer mapping a tensor to its quantized value.
 
     Subclasses implement `quantize_tensor(x)`, a tensor in, a tensor out (not
     `quantize`: Keras layers already use that name for int8 quantization).
@@ -137,8 +129,53 @@ class Quantizer(keras.layers.Layer):
         return input_shape
 
 
+class ForwardBackwardQuantizer(Quantizer):
+    r"""A forward quantizer F and a backward quantizer B, as in ProxConnect++ (Lu et al.,
+    NeurIPS 2023): the network computes with `F(x)`, the gradient is taken through B,
+
+        q(x) = F(x),    dq/dx := B'(x).
+
+    Subclasses implement `forward_value(x, mu)` (F) and `backward_gradient(x, mu)` (B',
+    the derivative of the backward quantizer); not `forward`/`backward`, which torch
+    modules (Keras layers on the torch backend) already use. `mu` is an optional parameter held in a non-trainable
+    Keras variable, so that a callback (`biper_keras.training.MuSchedule`) can anneal
+    it during training on every backend; it is None for members without one.
+
+    Args:
+        mu: initial value of the annealed parameter (a finite number > 0), or None.
+    """
+
+    def __init__(self, mu=None, **kwargs):
+        super().__init__(**kwargs)
+        self.mu = None
+        if mu is not None:
+            self.mu = self.add_weight(
+                name="mu",
+                shape=(),
+                initializer=keras.initializers.Constant(check_positive_number("mu", mu)),
+                trainable=False,
+            )
+
+    def forward_value(self, x, mu):
+        raise NotImplementedError
+
+    def backward_gradient(self, x, mu):
+        raise NotImplementedError
+
+    def quantize_tensor(self, x):
+        # mu is read once, outside the custom gradient, which then closes over a tensor.
+        mu = None if self.mu is None else ops.cast(ops.copy(self.mu), x.dtype)
+        return with_gradient(lambda v: self.forward_value(v, mu), lambda v: self.backward_gradient(v, mu))(x)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.mu is not None:
+            config["mu"] = float(ops.convert_to_numpy(self.mu))
+        return config
+
+
 @keras.saving.register_keras_serializable(package="biper_keras")
-class BiPer(Quantizer):
+class BiPer(ForwardBackwardQuantizer):
     r"""BiPer: binary periodic weights (Vargas et al., CVPR 2024).
 
     Forward, `binarize=True` (stage 2): `q(w) = sign(sin(omega * w))`, sign(0) = +1.
@@ -167,15 +204,26 @@ class BiPer(Quantizer):
         self.binarize = binarize
         self.precision = 1 if binarize else 32
 
-    def quantize_tensor(self, x):
-        return biper(x, self.omega, self.binarize)
+    def forward_value(self, w, mu):
+        s = ops.sin(self.omega * w)
+        return binary_sign(s) if self.binarize else s
+
+    def backward_gradient(self, w, mu):
+        return self.omega * ops.cos(self.omega * w)
 
     def get_config(self):
         return {**super().get_config(), "omega": self.omega, "binarize": self.binarize}
 
 
+class _Sign(ForwardBackwardQuantizer):
+    """Forward: sign(x) with sign(0) = +1, the LCE-fusable form."""
+
+    def forward_value(self, x, mu):
+        return binary_sign(x)
+
+
 @keras.saving.register_keras_serializable(package="biper_keras")
-class SteSign(Quantizer):
+class SteSign(_Sign):
     r"""Sign with the straight-through estimator (Courbariaux/Hubara et al., 2016).
 
     Forward: `q(x) = sign(x)`, sign(0) = +1.
@@ -192,15 +240,17 @@ class SteSign(Quantizer):
             clip_value = check_positive_number("clip_value", clip_value)
         self.clip_value = clip_value
 
-    def quantize_tensor(self, x):
-        return ste_sign(x, self.clip_value)
+    def backward_gradient(self, x, mu):
+        if self.clip_value is None:
+            return ops.ones_like(x)
+        return ops.cast(ops.less_equal(ops.abs(x), self.clip_value), x.dtype)
 
     def get_config(self):
         return {**super().get_config(), "clip_value": self.clip_value}
 
 
 @keras.saving.register_keras_serializable(package="biper_keras")
-class ApproxSign(Quantizer):
+class ApproxSign(_Sign):
     r"""Sign with Bi-Real Net's piecewise-polynomial gradient (Liu et al., 2018).
 
     Forward: `q(x) = sign(x)`, sign(0) = +1.
@@ -208,8 +258,85 @@ class ApproxSign(Quantizer):
     `2x + x|x|` (|x| <= 1) of the sign.
     """
 
-    def quantize_tensor(self, x):
-        return approx_sign(x)
+    def backward_gradient(self, x, mu):
+        return ops.maximum(2.0 - 2.0 * ops.abs(x), 0.0)
+
+
+# --- ProxConnect++ (Lu, Yu, Li, Partovi Nia, NeurIPS 2023) ---------------------------
+
+
+@keras.saving.register_keras_serializable(package="biper_keras")
+class BinaryConnect(_Sign):
+    r"""BC (Courbariaux et al., 2015) in PC++ form: F = sign, B = identity.
+
+    Forward `sign(x)`; backward `dq/dx := 1` everywhere (no clipping).
+    """
+
+    def backward_gradient(self, x, mu):
+        return ops.ones_like(x)
+
+
+@keras.saving.register_keras_serializable(package="biper_keras")
+class BNN(_Sign):
+    r"""BNN (Hubara et al., 2016) in PC++ form: F = sign, B = clip(x, -1, 1).
+
+    Forward `sign(x)`; backward `dq/dx := 1 if |x| <= 1 else 0`.
+    """
+
+    def backward_gradient(self, x, mu):
+        return ops.cast(ops.less_equal(ops.abs(x), 1.0), x.dtype)
+
+
+@keras.saving.register_keras_serializable(package="biper_keras")
+class BNNPlus(_Sign):
+    r"""BNN+ (Darabi et al., 2018) in PC++ form: F = sign, B = sign-Swish SS_mu.
+
+    Forward `sign(x)`; backward the derivative of the sign-Swish,
+
+        SS_mu(x)  = 2 sigma(mu x) [1 + mu x (1 - sigma(mu x))] - 1,
+        SS_mu'(x) = mu [2 - mu x tanh(mu x / 2)] / [1 + cosh(mu x)].
+
+    Args:
+        mu: the sign-Swish sharpness beta (a finite number > 0), annealable.
+    """
+
+    def __init__(self, mu=5.0, **kwargs):
+        super().__init__(mu=mu, **kwargs)
+
+    def backward_gradient(self, x, mu):
+        return sign_swish_derivative(x, mu)
+
+
+@keras.saving.register_keras_serializable(package="biper_keras")
+class BNNPlusPlus(ForwardBackwardQuantizer):
+    r"""BNN++ (Lu et al., 2023): F = B = sign-Swish SS_mu, mu annealed upward.
+
+    Forward `SS_mu(x)` (a smooth sign, see `BNNPlus`), backward its derivative
+    `SS_mu'(x)`. As mu grows, SS_mu tends to sign; at the end of training the weights
+    are hard-binarized (`hard=True`, or `biper_keras.training.harden(model)`): the
+    forward becomes `sign(x)` exactly, so the deployed network is binary and fuses to
+    LCE's binary convolution.
+
+    Args:
+        mu: initial sharpness (a finite number > 0), annealed by `MuSchedule`.
+        hard: if True the forward is `sign(x)` (gradient still SS_mu').
+    """
+
+    def __init__(self, mu=1.0, hard=False, **kwargs):
+        super().__init__(mu=mu, **kwargs)
+        if not isinstance(hard, bool):
+            raise ValueError(f"Argument `hard` must be True or False. Received: hard={hard!r}.")
+        self.hard = hard
+        self.precision = 1 if hard else 32
+
+    def forward_value(self, x, mu):
+        return binary_sign(x) if self.hard else sign_swish(x, mu)
+
+    def backward_gradient(self, x, mu):
+        return sign_swish_derivative(x, mu)
+
+    def get_config(self):
+        return {**super().get_config(), "hard": self.hard}
 
 
 # Aliases, larq style. Class names (e.g. "BiPer") are accepted too.
@@ -217,6 +344,10 @@ ALIASES = {
     "biper": BiPer,
     "ste_sign": SteSign,
     "approx_sign": ApproxSign,
+    "bc": BinaryConnect,
+    "bnn": BNN,
+    "bnn_plus": BNNPlus,
+    "bnn_pp": BNNPlusPlus,
 }
 
 

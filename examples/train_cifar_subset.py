@@ -18,21 +18,14 @@ import keras
 import numpy as np
 
 import biper_keras as bk
+from biper_keras.data import load_image_folder
 
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpeg"
 
 
 def load_subset(root, split, per_class):
-    root = pathlib.Path(root) / split
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not classes:
-        raise SystemExit(f"error: no class folders in {root}")
-    xs, ys = [], []
-    for label, name in enumerate(classes):
-        for f in sorted((root / name).iterdir())[:per_class]:
-            xs.append(keras.utils.img_to_array(keras.utils.load_img(f, target_size=(32, 32))))
-            ys.append(label)
-    return np.stack(xs) / 127.5 - 1.0, np.array(ys), len(classes)
+    x, y, classes = load_image_folder(root, split, per_class=per_class)
+    return x.astype("float32") / 127.5 - 1.0, y, len(classes)
 
 
 def build(num_classes, binarize, omega=20.0):
