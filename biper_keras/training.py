@@ -119,5 +119,8 @@ def harden(model):
             f"harden: could not rebuild model {model.name!r} from its config ({err}); "
             "subclassed models must set `hard=True` on their BNN++ quantizers themselves."
         ) from err
-    hardened.set_weights([np.array(w) for w in model.get_weights()])
+    # Layer by layer, by name: a quantizer instance shared by several layers is one
+    # variable in `model` but one per layer in the rebuilt copy.
+    for layer in model.layers:
+        hardened.get_layer(layer.name).set_weights([np.array(w) for w in layer.get_weights()])
     return hardened

@@ -77,3 +77,47 @@ def test_qe_sweep_says_it_is_not_available_yet():
 def test_version():
     result = run("--version")
     assert result.returncode == 0 and result.stdout.startswith("biper-keras ")
+
+
+# --- convert ------------------------------------------------------------------------
+
+
+def test_convert_writes_tflite_and_reports(saved_model, tmp_path):
+    path, _ = saved_model
+    out = tmp_path / "m.tflite"
+    result = run("convert", str(path), "-o", str(out), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["ops"]["LceBconv2d"] == 1
+    assert report["layers"][0]["layer"] == "bconv" and report["layers"][0]["fused"]
+    assert report["parity"]["passed"]
+    assert out.read_bytes()[4:8] == b"TFL3"
+    table = run("convert", str(path))
+    assert table.returncode == 0 and "bconv" in table.stdout and "LceBconv2d" in table.stdout
+
+
+def test_convert_errors(tmp_path):
+    _one_line_error(run("convert", str(tmp_path / "missing.keras")), 3, "no such file")
+    corrupt = tmp_path / "corrupt.keras"
+    corrupt.write_bytes(b"PK\x03\x04 truncated")
+    _one_line_error(run("convert", str(corrupt)), 3, "could not load")
+
+
+def test_convert_unfused_layer_exits_5(tmp_path):
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        bk.QuantConv2D(4, 3, kernel_quantizer=bk.BiPer(binarize=False), input_quantizer="ste_sign", name="sine"),
+    ])
+    path = tmp_path / "stage1.keras"
+    model.save(path)
+    _one_line_error(run("convert", str(path)), 5, "sine (float kernel")
+    assert run("convert", str(path), "--allow-unfused").returncode == 0
+
+
+def test_convert_float_model_warns_but_succeeds(tmp_path):
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(), keras.layers.Dense(3)])
+    path = tmp_path / "float.keras"
+    model.save(path)
+    result = run("convert", str(path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "warning: Model" in result.stderr and "no quantized layers" in result.stderr

@@ -97,3 +97,23 @@ def test_schedule_without_annealed_quantizers_says_so():
 def test_harden_rejects_non_models():
     with pytest.raises(TypeError, match="must be a keras.Model"):
         harden("model.keras")
+
+
+def test_harden_copes_with_a_quantizer_shared_by_layers():
+    shared = quantizers.BNNPlusPlus(mu=3.0)
+    binary = dict(kernel_quantizer=shared, input_quantizer="ste_sign", use_bias=False)
+    model = keras.Sequential([keras.Input((8, 8, 3)), bk.QuantConv2D(4, 3, **binary),
+                              bk.QuantConv2D(4, 3, **binary)])
+    hard = harden(model)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    for a, b in zip(model.layers, hard.layers):
+        np.testing.assert_array_equal(np.array(a._kernel), np.array(b._kernel))
+        assert b.kernel_quantizer.hard and float(np.array(b.kernel_quantizer.mu)) == 3.0
+    assert np.all(np.isfinite(np.array(hard(x))))
+
+
+def test_model_builder_gives_each_layer_its_own_quantizer():
+    from biper_keras.models import get_model
+
+    model = get_model("resnet20", kernel_quantizer=quantizers.BNNPlusPlus(mu=2.0))
+    assert len(annealed_quantizers(model)) == 18

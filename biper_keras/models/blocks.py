@@ -3,7 +3,9 @@
 import keras
 from keras import ops
 
+from biper_keras import quantizers
 from biper_keras.layers import QuantConv2D
+from biper_keras.quantizers import Quantizer
 
 
 @keras.saving.register_keras_serializable(package="biper_keras")
@@ -44,9 +46,18 @@ class OptionAShortcut(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters}
 
 
+def _own_copy(quantizer):
+    # Each layer gets its own quantizer, so state such as an annealed mu is per layer
+    # (and a model rebuilt from its config has the same variables).
+    if isinstance(quantizer, Quantizer):
+        return quantizers.deserialize(quantizers.serialize(quantizer))
+    return quantizer
+
+
 def conv3x3(filters, strides, quant, name):
     """A 3x3 conv: `QuantConv2D` with `quant` (a dict of its quantization arguments),
     or a plain float `keras.layers.Conv2D` when `quant` is None."""
     if quant is None:
         return keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name)
+    quant = {k: _own_copy(v) for k, v in quant.items()}
     return QuantConv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name, **quant)

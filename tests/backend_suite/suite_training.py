@@ -4,6 +4,7 @@ on the active backend."""
 import keras
 import numpy as np
 from cifar import cifar_subset
+from helpers import randomize_batch_norms
 
 import biper_keras as bk
 
@@ -56,3 +57,16 @@ def test_bnn_trains_on_real_images(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
     for a, b in zip(loaded.weights, model.weights):
         np.testing.assert_array_equal(np.array(a), np.array(b))
+
+
+def test_convert_from_this_backend():
+    # On JAX/torch, convert() hands the model to a TensorFlow subprocess.
+    from biper_keras.convert import convert
+
+    model = small_bnn()
+    randomize_batch_norms(model, np.random.default_rng(0))
+    x = cifar_subset(per_class=2)[0]
+    result = convert(model, data=x)
+    assert result.ops["LceBconv2d"] == 2
+    assert [f.fused for f in result.layers] == [True, True, False]  # the dense stays float
+    assert result.parity.passed, result.table()
