@@ -4,6 +4,7 @@ Errors print one line to stderr and exit non-zero (`--verbose` shows the traceba
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -99,6 +100,72 @@ def _convert(args):
             print(f"wrote {args.output}")
 
 
+def _ints(text):
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"values must be >= 1, got {text!r}")
+    return values
+
+
+def _benchmark(args):
+    from biper_keras import benchmark
+
+    if not os.path.isfile(args.model):
+        raise CommandError(f"no such file: {args.model}")
+    is_tflite = args.model.endswith(".tflite")
+    if args.device_binary:
+        if not is_tflite:
+            raise CommandError("--device-binary needs a .tflite file (convert it first)")
+        rows = [benchmark.run_lce_benchmark_model(args.device_binary, args.model, prefix=args.prefix,
+                                                  remote_dir=args.remote_dir, threads=n, runs=args.runs)
+                for n in args.threads]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for r in rows:
+                print(f"{r['threads']} thread(s): inference avg {r['inference_avg_ms']:.2f} ms, "
+                      f"init {r['init_ms']:.1f} ms, first {r['first_ms']:.2f} ms  ({r['command']})")
+        return
+    if is_tflite:
+        if args.compare_float:
+            raise CommandError("--compare-float needs the .keras model (the float twin is built from it)")
+        with open(args.model, "rb") as f:
+            flatbuffer = f.read()
+        if flatbuffer[4:8] != b"TFL3":
+            raise CommandError(f"{args.model} is not a TFLite flatbuffer")
+        rows = benchmark.time_tflite(flatbuffer, threads=args.threads, warmup=args.warmup,
+                                     runs=args.runs, progress=not args.json)
+        report = {"binary": [dataclasses.asdict(r) for r in rows]}
+    else:
+        model = _load_model(args.model)
+        if args.compare_float:
+            report = benchmark.compare_with_float(model, threads=args.threads, warmup=args.warmup,
+                                                  runs=args.runs, progress=not args.json)
+        else:
+            from biper_keras.convert import convert
+
+            rows = benchmark.time_tflite(convert(model, verify=False).flatbuffer, threads=args.threads,
+                                         warmup=args.warmup, runs=args.runs, progress=not args.json)
+            report = {"binary": [dataclasses.asdict(r) for r in rows]}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{'model':<7} {'option':<24} {'threads':>7} {'min ms':>8} {'median ms':>9} {'p90 ms':>8}")
+    for kind in ("binary", "float"):
+        for r in report.get(kind, []):
+            print(f"{kind:<7} {r['option']:<24} {r['threads']:>7} {r['min_ms']:>8.2f} "
+                  f"{r['median_ms']:>9.2f} {r['p90_ms']:>8.2f}")
+    for n, b in report.get("best", {}).items():
+        print(f"{n} thread(s): binary {b['binary_ms']:.2f} ms ({b['binary_option']}) vs float "
+              f"{b['float_ms']:.2f} ms ({b['float_option']}): {b['speedup']:.2f}x faster")
+    if "size_ratio" in report:
+        print(f"size: binary {report['binary_bytes'] / 1e6:.2f} MB, float {report['float_bytes'] / 1e6:.2f} MB "
+              f"({report['size_ratio']:.1f}x smaller)")
+
+
 def _qe_sweep(args):
     raise CommandError(
         "`qe sweep` needs the training recipe (biper_keras.training), which is not in "
@@ -140,6 +207,18 @@ def build_parser():
     conv.add_argument("--json", action="store_true")
     conv.set_defaults(run=_convert)
 
+    bench = commands.add_parser("benchmark", help="latency of a .tflite/.keras model on the LCE interpreter or a device")
+    bench.add_argument("model", help=".tflite, or .keras (converted first)")
+    bench.add_argument("--threads", type=_ints, default=[1, 2], help="e.g. 1,2,4")
+    bench.add_argument("--runs", type=int, default=30)
+    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument("--compare-float", action="store_true", help="also time the float twin (.keras only)")
+    bench.add_argument("--device-binary", help="path of lce_benchmark_model (on the device with --prefix)")
+    bench.add_argument("--prefix", help='command prefix for a board, e.g. "ssh pi@raspberrypi" or "adb shell"')
+    bench.add_argument("--remote-dir", default="/tmp", help="where the model is copied on the device")
+    bench.add_argument("--json", action="store_true")
+    bench.set_defaults(run=_benchmark)
+
     qe = commands.add_parser("qe", help="quantization-error tools").add_subparsers(dest="qe_command", required=True)
     curve = qe.add_parser("curve", help="plot QE against omega for Laplace scales b (paper Fig. 3)")
     curve.add_argument("--b", type=float, nargs="+", default=[0.05, 0.1, 0.2])
@@ -158,7 +237,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (CommandError, ValueError, TypeError, OSError) as err:
+    except (CommandError, ValueError, TypeError, OSError, RuntimeError) as err:
         if args.verbose:
             raise
         first_line = str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -121,3 +122,40 @@ def test_convert_float_model_warns_but_succeeds(tmp_path):
     result = run("convert", str(path))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "warning: Model" in result.stderr and "no quantized layers" in result.stderr
+
+
+# --- benchmark ----------------------------------------------------------------------
+
+
+def test_benchmark_compare_float_json(saved_model):
+    path, _ = saved_model
+    result = run("benchmark", str(path), "--compare-float", "--threads", "1", "--runs", "2", "--warmup", "1", "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert {r["option"] for r in report["binary"]} == {"default", "indirect_bgemm", "indirect_bgemm+xnnpack"}
+    assert {r["option"] for r in report["float"]} == {"default", "xnnpack"}
+    assert report["best"]["1"]["speedup"] > 0
+
+
+def test_benchmark_errors(tmp_path, saved_model):
+    _one_line_error(run("benchmark", str(tmp_path / "nope.tflite")), 3, "no such file")
+    bogus = tmp_path / "bogus.tflite"
+    bogus.write_bytes(b"\x00" * 64)
+    _one_line_error(run("benchmark", str(bogus)), 3, "is not a TFLite flatbuffer")
+    _one_line_error(run("benchmark", str(bogus), "--compare-float"), 3, "--compare-float needs the .keras model")
+    result = run("benchmark", str(saved_model[0]), "--threads", "0")
+    assert result.returncode == 2 and "values must be >= 1" in result.stderr
+
+
+def test_benchmark_on_a_device_through_a_fake_binary(tmp_path):
+    import stat
+
+    sample = pathlib.Path(__file__).parent / "data" / "benchmark_model_plain.txt"
+    fake = tmp_path / "lce_benchmark_model"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write(open({str(sample)!r}).read())\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"fake")
+    result = run("benchmark", str(model), "--device-binary", str(fake), "--threads", "1,4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("inference avg 86.10 ms") == 2

@@ -57,3 +57,50 @@ def resnet20(
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = keras.layers.Dense(num_classes, name="classifier")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _bireal_resnet(blocks, input_shape, num_classes, quant, bn_momentum, name):
+    """ImageNet ResNet in Bi-Real style: a shortcut around every binary 3x3 conv; where
+    the resolution halves, the shortcut is average pool + real 1x1 conv + BN."""
+
+    def bn(layer_name):
+        return keras.layers.BatchNormalization(momentum=bn_momentum, name=layer_name)
+
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(64, 7, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = keras.layers.ReLU(name="stem_relu")(bn("stem_bn")(x))
+    x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
+    for stage, (n_blocks, filters) in enumerate(zip(blocks, (64, 128, 256, 512))):
+        for block in range(n_blocks):
+            for conv in range(2):
+                tag = f"s{stage}b{block}c{conv}"
+                strides = 2 if stage > 0 and block == 0 and conv == 0 else 1
+                y = bn(f"{tag}_bn")(conv3x3(filters, strides, quant, f"{tag}_conv")(x))
+                shortcut = x
+                if strides == 2:
+                    shortcut = keras.layers.AveragePooling2D(2, name=f"{tag}_down_pool")(x)
+                    shortcut = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{tag}_down_conv")(shortcut)
+                    shortcut = bn(f"{tag}_down_bn")(shortcut)
+                x = keras.layers.Add(name=f"{tag}_add")([y, shortcut])
+    x = keras.layers.ReLU(name="head_relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(num_classes, name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@register_model("resnet18_imagenet")
+def resnet18_imagenet(input_shape=(224, 224, 3), num_classes=1000, kernel_quantizer="biper",
+                      input_quantizer="approx_sign", kernel_scale="channel", pad_values=1.0,
+                      bn_momentum=0.9, name="resnet18_imagenet"):
+    """ImageNet ResNet-18 (~11.7M parameters), Bi-Real style; float stem and classifier."""
+    quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values)
+    return _bireal_resnet((2, 2, 2, 2), input_shape, num_classes, quant, bn_momentum, name)
+
+
+@register_model("resnet34_imagenet")
+def resnet34_imagenet(input_shape=(224, 224, 3), num_classes=1000, kernel_quantizer="biper",
+                      input_quantizer="approx_sign", kernel_scale="channel", pad_values=1.0,
+                      bn_momentum=0.9, name="resnet34_imagenet"):
+    """ImageNet ResNet-34 (~21.8M parameters), Bi-Real style; float stem and classifier."""
+    quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values)
+    return _bireal_resnet((3, 4, 6, 3), input_shape, num_classes, quant, bn_momentum, name)
