@@ -2,7 +2,7 @@
 with Larq Compute Engine."""
 
 from biper_keras import layers, quantizers, regularizers
-from biper_keras.layers import QuantConv2D, QuantDense
+from biper_keras.layers import BatchNormalization, QuantConv2D, QuantDense
 from biper_keras.quantizers import ApproxSign, BiPer, SteSign
 from biper_keras.regularizers import SinSquared
 
@@ -14,6 +14,7 @@ __all__ = [
     "regularizers",
     "QuantConv2D",
     "QuantDense",
+    "BatchNormalization",
     "BiPer",
     "SteSign",
     "ApproxSign",

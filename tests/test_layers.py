@@ -189,3 +189,49 @@ def test_same_pad_with_stride_needs_static_sizes():
     layer = bk.QuantConv2D(4, 3, strides=2, padding="same", pad_values=1.0, name="strided")
     with pytest.raises(ValueError, match="strided.*static spatial input sizes"):
         layer._same_pad_width((None, None, None, 3))
+
+
+# --- the fused batch norm ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("center,scale", [(True, True), (False, True), (True, False)])
+def test_fused_batch_norm_matches_keras(center, scale):
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(2.0, 3.0, size=(8, 5, 7, 6)).astype("float32"))
+    up = tf.constant(rng.normal(size=x.shape).astype("float32"))
+    ref = keras.layers.BatchNormalization(momentum=0.9, center=center, scale=scale)
+    ours = bk.BatchNormalization(momentum=0.9, center=center, scale=scale)
+    for layer in (ref, ours):
+        layer.build(x.shape)
+    if scale:
+        ref.gamma.assign(rng.uniform(0.5, 1.5, 6)); ours.gamma.assign(ref.gamma)
+    if center:
+        ref.beta.assign(rng.normal(size=6)); ours.beta.assign(ref.beta)
+    assert ours._can_fuse(x, True, None)
+    results = []
+    for layer in (ref, ours):
+        for _ in range(3):  # moving statistics accumulate over steps
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(y * up)
+            grads = tape.gradient(loss, [x] + layer.trainable_weights)
+        results.append((y.numpy(), [g.numpy() for g in grads], layer.moving_mean.numpy(),
+                        layer.moving_variance.numpy(), layer(x, training=False).numpy()))
+    (y0, g0, m0, v0, i0), (y1, g1, m1, v1, i1) = results
+    np.testing.assert_allclose(y1, y0, atol=2e-6)
+    for a, b in zip(g1, g0):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(m1, m0, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(v1, v0, rtol=1e-6)
+    np.testing.assert_allclose(i1, i0, atol=2e-6)
+
+
+def test_fused_batch_norm_falls_back_where_it_cannot_fuse():
+    layer = bk.BatchNormalization()
+    x2d = tf.ones((4, 3))
+    layer.build(x2d.shape)
+    assert not layer._can_fuse(x2d, True, None)
+    assert not layer._can_fuse(tf.ones((2, 4, 4, 3)), False, None)
+    np.testing.assert_allclose(layer(x2d, training=True).numpy(), keras.layers.BatchNormalization()(x2d, training=True).numpy())
+    assert type(keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))) is bk.BatchNormalization

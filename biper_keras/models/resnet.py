@@ -2,6 +2,7 @@
 
 import keras
 
+from biper_keras.layers import BatchNormalization
 from biper_keras.models.blocks import HardTanh, OptionAShortcut, conv3x3
 from biper_keras.models.registry import register_model
 
@@ -41,7 +42,7 @@ def resnet20(
     quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values)
 
     def bn(layer_name):
-        return keras.layers.BatchNormalization(momentum=bn_momentum, name=layer_name)
+        return BatchNormalization(momentum=bn_momentum, name=layer_name)
 
     inputs = keras.Input(input_shape)
     x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
@@ -64,7 +65,7 @@ def _bireal_resnet(blocks, input_shape, num_classes, quant, bn_momentum, name):
     the resolution halves, the shortcut is average pool + real 1x1 conv + BN."""
 
     def bn(layer_name):
-        return keras.layers.BatchNormalization(momentum=bn_momentum, name=layer_name)
+        return BatchNormalization(momentum=bn_momentum, name=layer_name)
 
     inputs = keras.Input(input_shape)
     x = keras.layers.Conv2D(64, 7, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
