@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 
 EXIT_USAGE = 2
@@ -166,6 +167,125 @@ def _benchmark(args):
               f"({report['size_ratio']:.1f}x smaller)")
 
 
+def _pair(text, cast, name):
+    try:
+        values = [cast(v) for v in str(text).split(",")]
+    except ValueError:
+        raise CommandError(f"--{name}: expected a value or two comma-separated values, got {text!r}")
+    if len(values) not in (1, 2):
+        raise CommandError(f"--{name}: expected one value or two (stage 1, stage 2), got {text!r}")
+    return values if len(values) == 2 else values * 2
+
+
+def _recipe(args):
+    from biper_keras.training import Recipe, Stage
+
+    defaults = Recipe()
+    epochs = _pair(args.epochs, int, "epochs") if args.epochs else [defaults.stage1.epochs, defaults.stage2.epochs]
+    if min(epochs) <= 0:
+        raise CommandError(f"--epochs must be > 0, got {args.epochs!r}")
+    lr = _pair(args.lr, float, "lr") if args.lr else [defaults.stage1.lr, defaults.stage2.lr]
+    wd = _pair(args.weight_decay, float, "weight-decay") if args.weight_decay else [defaults.stage1.weight_decay, defaults.stage2.weight_decay]
+    tau = _pair(args.tau, float, "tau") if args.tau else [defaults.stage1.tau, defaults.stage2.tau]
+    recipe = Recipe(model=args.model, kernel_quantizer=args.quantizer, input_quantizer=args.input_quantizer,
+                    omega=args.omega, stage1=Stage(epochs[0], lr[0], wd[0], tau[0]),
+                    stage2=Stage(epochs[1], lr[1], wd[1], tau[1]), batch_size=args.batch_size,
+                    warmup_epochs=args.warmup_epochs, seed=args.seed)
+    return recipe.validate()
+
+
+def _datasets(args, source):
+    from biper_keras.data import image_datasets
+
+    imagenet_like = "imagenet" in str(source or "") or args.model.endswith("_imagenet")
+    return image_datasets(
+        source, batch_size=args.batch_size, download=args.download, limit_per_split=args.limit,
+        augment=None if args.no_augment else ("imagenet" if imagenet_like else "cifar"),
+        normalize="imagenet" if imagenet_like else "cifar10", eval_crop=0.875 if imagenet_like else 1.0,
+        image_size=(224, 224) if imagenet_like else None,
+    )
+
+
+def _after_training(out, stage_folder, do_convert, do_benchmark):
+    """Converts (and times) the final model; a failure here is reported, not fatal:
+    the trained model is already saved."""
+    import keras
+
+    from biper_keras.convert import convert
+
+    model = keras.models.load_model(stage_folder / "model.keras")
+    try:
+        result = convert(model, strict=False)
+    except Exception as err:  # report and keep the trained model
+        print(f"biper-keras: warning: conversion failed: {str(err).splitlines()[0]}", file=sys.stderr)
+        return
+    result.save(out / "model.tflite")
+    (out / "conversion.json").write_text(json.dumps(result.to_dict(), indent=2))
+    print(result.table())
+    print(f"wrote {out / 'model.tflite'}")
+    if do_benchmark:
+        from biper_keras.benchmark import best, time_tflite
+
+        rows = time_tflite(result.flatbuffer, threads=(1,), warmup=3, runs=10)
+        b = best(rows, 1)
+        print(f"LCE interpreter, 1 thread: {b.median_ms:.2f} ms per image ({b.option})")
+
+
+def _maybe_other_backend(args):
+    import keras
+
+    if args.backend and args.backend != keras.backend.backend():
+        argv = [a for a in sys.argv[1:]]
+        i = argv.index("--backend")
+        del argv[i:i + 2]
+        env = {**os.environ, "KERAS_BACKEND": args.backend}
+        return subprocess.run([sys.executable, "-m", "biper_keras.cli", *argv], env=env).returncode
+    return None
+
+
+def _train(args):
+    import pathlib
+
+    from biper_keras.training import train
+
+    code = _maybe_other_backend(args)
+    if code is not None:
+        return code
+    recipe = _recipe(args)
+    data = _datasets(args, args.data)
+    stages = {"both": None, "1": (1,), "2": (2,)}[args.stage]
+    out = pathlib.Path(args.out)
+    summary = train(recipe, data, out, stages=stages, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2)
+    print(json.dumps({k: v for k, v in summary.items() if k != "recipe"}, indent=2))
+    last = out / ("stage2" if (stages or (2,))[-1] == 2 else "stage1")
+    if not args.no_convert:
+        _after_training(out, last, True, False)
+
+
+def _quickstart(args):
+    import pathlib
+
+    from biper_keras.training import Recipe, Stage, train
+
+    sample = pathlib.Path(__file__).parent / "sample_data" / "cifar10"
+    out = pathlib.Path(args.out)
+    print(f"Training a BiPer ResNet-20 on {sample} (700 CIFAR-10 images shipped with the package),\n"
+          f"stage 1 (sine weights) then stage 2 (binary weights), {args.epochs} epochs each; output in {out}")
+    recipe = Recipe(stage1=Stage(args.epochs, 0.05, 1e-4, 0.037), stage2=Stage(args.epochs, 0.02, 1e-5, 0.0468),
+                    batch_size=50, warmup_epochs=1)
+    from biper_keras.data import image_datasets
+
+    data = image_datasets(sample, batch_size=50)
+    summary = train(recipe, data, out, resume=args.resume, verbose=2)
+    for stage in ("stage1", "stage2"):
+        s = summary[stage]
+        print(f"{stage}: test accuracy {s['test_accuracy']:.3f} on {data.test_size} images "
+              f"({s['images_per_second']:.0f} images/s)")
+    _after_training(out, out / "stage2", True, True)
+    print("Next: train on your data with `biper-keras train --data PATH --out runs/x` "
+          "(PATH/{train,test}/<class>/*.jpg or a tensorflow-datasets name).")
+
+
 def _qe_sweep(args):
     raise CommandError(
         "`qe sweep` needs the training recipe (biper_keras.training), which is not in "
@@ -207,6 +327,35 @@ def build_parser():
     conv.add_argument("--json", action="store_true")
     conv.set_defaults(run=_convert)
 
+    tr = commands.add_parser("train", help="the two-stage BiPer recipe (or one stage with another binarizer)")
+    tr.add_argument("--model", default="resnet20")
+    tr.add_argument("--data", default=None, help="image folder (root/{train,test}/<class>/*) or a tfds name; default $BIPER_DATA_DIR")
+    tr.add_argument("--stage", choices=["both", "1", "2"], default="both")
+    tr.add_argument("--epochs", help="stage 1,stage 2 epochs (default 600,300)")
+    tr.add_argument("--lr", help="stage 1,stage 2 peak learning rates (default 0.021,0.0037)")
+    tr.add_argument("--weight-decay", help="stage 1,stage 2 (default 0.0016,0.00016)")
+    tr.add_argument("--tau", help="sin^2 regularizer weights (default 0.037,0.0468; 0 disables)")
+    tr.add_argument("--omega", type=float, default=20.0)
+    tr.add_argument("--quantizer", default="biper", help="weight binarizer: biper (two stages) or any registered name")
+    tr.add_argument("--input-quantizer", default="approx_sign")
+    tr.add_argument("--batch-size", type=int, default=256)
+    tr.add_argument("--warmup-epochs", type=int, default=5)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--limit", type=int, help="use only the first N images of each split")
+    tr.add_argument("--no-augment", action="store_true")
+    tr.add_argument("--download", action="store_true", help="let tensorflow-datasets download the data")
+    tr.add_argument("--out", required=True)
+    tr.add_argument("--resume", action="store_true", help="continue from the last complete epoch in --out")
+    tr.add_argument("--no-convert", action="store_true", help="stop at the .keras model")
+    tr.add_argument("--backend", choices=["tensorflow", "jax", "torch"])
+    tr.set_defaults(run=_train)
+
+    qs = commands.add_parser("quickstart", help="train, convert and time a BiPer ResNet-20 on a shipped CIFAR-10 sample")
+    qs.add_argument("--out", default="biper-quickstart")
+    qs.add_argument("--epochs", type=int, default=3, help="epochs per stage")
+    qs.add_argument("--resume", action="store_true")
+    qs.set_defaults(run=_quickstart)
+
     bench = commands.add_parser("benchmark", help="latency of a .tflite/.keras model on the LCE interpreter or a device")
     bench.add_argument("model", help=".tflite, or .keras (converted first)")
     bench.add_argument("--threads", type=_ints, default=[1, 2], help="e.g. 1,2,4")
@@ -236,14 +385,14 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        code = args.run(args)
     except (CommandError, ValueError, TypeError, OSError, RuntimeError) as err:
         if args.verbose:
             raise
         first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"biper-keras: error: {first_line}", file=sys.stderr)
         return _exit_code(err)
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Image data: local image folders (`root/{train,test}/<class>/*`) as arrays.
+"""Image data: local image folders (`root/{train,test}/<class>/*`) or
+tensorflow-datasets names, as arrays or as tf.data pipelines.
 
 No data is bundled or downloaded here: point `BIPER_DATA_DIR` (or the `root`
 argument) at a folder, e.g. the CIFAR-10 JPEG copy `cifar10-jpeg/`.
@@ -9,12 +10,12 @@ import pathlib
 
 import numpy as np
 
-__all__ = ["load_image_folder", "data_dir"]
+__all__ = ["load_image_folder", "data_folder", "image_datasets", "Datasets"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
-def data_dir(root=None):
+def data_folder(root=None):
     """`root`, else $BIPER_DATA_DIR; raises ValueError naming both when neither is set
     or the folder does not exist."""
     chosen = root or os.environ.get("BIPER_DATA_DIR")
@@ -35,7 +36,7 @@ def load_image_folder(root=None, split="train", per_class=None, offset=0, image_
     """
     from PIL import Image
 
-    folder = data_dir(root) / split
+    folder = data_folder(root) / split
     if not folder.is_dir():
         raise ValueError(f"Split folder not found: {folder}")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
@@ -55,3 +56,196 @@ def load_image_folder(root=None, split="train", per_class=None, offset=0, image_
                 images.append(np.asarray(img, dtype=np.uint8))
             labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int32), classes
+
+
+# --- tf.data pipelines (TensorFlow's tf.data feeds every Keras backend) ---------------
+
+NORMALIZATION = {
+    "cifar10": ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7)),
+    "imagenet": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+    "unit": ((127.5,), (127.5,)),  # [-1, 1], any number of channels
+}
+AUGMENTATIONS = ("cifar", "imagenet", None)
+
+
+class Datasets:
+    """What `image_datasets` returns: `train` and `test` tf.data pipelines (batched,
+    prefetched) and what a model builder needs to know about them."""
+
+    def __init__(self, train, test, class_names, image_shape, train_size, test_size):
+        self.train, self.test = train, test
+        self.class_names = class_names
+        self.num_classes = len(class_names)
+        self.image_shape = image_shape
+        self.train_size, self.test_size = train_size, test_size
+
+    def __repr__(self):
+        return (f"Datasets({self.num_classes} classes, images {self.image_shape}, "
+                f"{self.train_size} train / {self.test_size} test)")
+
+
+def _folder_files(folder):
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise ValueError(f"No class folders in {folder}")
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(str(f) for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"Class folder {folder / name} has no images")
+        paths += files
+        labels += [label] * len(files)
+    return paths, labels, classes
+
+
+def _folder_split(root, split, image_size, channels):
+    import tensorflow as tf
+
+    folder = root / split
+    if not folder.is_dir():
+        raise ValueError(f"Split folder not found: {folder} (expected {root}/{{train,test}}/<class>/*)")
+    paths, labels, classes = _folder_files(folder)
+    # A fixed permutation: files are listed class by class, and a `take(n)` or a
+    # shuffle buffer smaller than the split must still see every class.
+    order = np.random.RandomState(0).permutation(len(paths))
+    paths, labels = [paths[i] for i in order], [labels[i] for i in order]
+    if image_size is None:
+        from PIL import Image
+
+        with Image.open(paths[0]) as first:
+            image_size = (first.height, first.width)
+
+    def decode(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        image = tf.image.resize(image, image_size, antialias=True)
+        return tf.cast(tf.round(image), tf.uint8), label
+
+    ds = tf.data.Dataset.from_tensor_slices((paths, labels)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds, classes, len(paths), (*image_size, channels)
+
+
+def _tfds_split(name, split, image_size, channels, data_dir, download):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    if download:
+        builder.download_and_prepare()
+    try:
+        ds = builder.as_dataset(split=split, as_supervised=True)
+    except AssertionError as err:  # tfds asserts when the data is not prepared
+        raise ValueError(
+            f"tensorflow-datasets {name!r} is not prepared in {builder.data_dir!r}: pass "
+            "download=True (CLI: --download), or a manual dir for sets like imagenet2012."
+        ) from err
+    info = builder.info
+    classes = list(info.features["label"].names)
+    shape = info.features["image"].shape
+    size = tuple(image_size or shape[:2])
+    if None in size:
+        raise ValueError(f"{name!r} has images of varying size: pass image_size")
+    ds = ds.map(lambda x, y: (tf.cast(tf.round(tf.image.resize(
+        x if channels == shape[-1] else (tf.image.grayscale_to_rgb(x) if channels == 3 else tf.image.rgb_to_grayscale(x)),
+        size, antialias=True)), tf.uint8), y), num_parallel_calls=tf.data.AUTOTUNE)
+    try:
+        count = info.splits[split].num_examples
+    except KeyError:  # e.g. under tfds.testing.mock_data: ask the dataset itself
+        count = int(ds.cardinality())
+    return ds, classes, count, (*size, channels)
+
+
+def _augment(kind, image_shape, seed):
+    import tensorflow as tf
+
+    h, w, c = image_shape
+    if kind == "cifar":  # pad 4, random crop back, random horizontal flip
+
+        def f(x):
+            x = tf.pad(x, [[4, 4], [4, 4], [0, 0]])
+            x = tf.image.random_crop(x, (h, w, c), seed=seed)
+            return tf.image.random_flip_left_right(x, seed=seed)
+
+        return f
+    if kind == "imagenet":  # random resized crop (8%-100% of the area), flip
+
+        def f(x):
+            begin, size, _ = tf.image.sample_distorted_bounding_box(
+                tf.shape(x), tf.zeros((1, 0, 4)), min_object_covered=0.0,
+                aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), use_image_if_no_bounding_boxes=True)
+            x = tf.image.resize(tf.slice(x, begin, size), (h, w))
+            return tf.image.random_flip_left_right(x, seed=seed)
+
+        return f
+    return lambda x: x
+
+
+def _center_crop(image_shape, fraction):
+    import tensorflow as tf
+
+    h, w, _ = image_shape
+
+    def f(x):
+        if fraction >= 1.0:
+            return x
+        bigger = (int(round(h / fraction)), int(round(w / fraction)))
+        x = tf.image.resize(x, bigger)
+        return tf.image.resize_with_crop_or_pad(x, h, w)
+
+    return f
+
+
+def image_datasets(source=None, *, batch_size=128, image_size=None, channels=3, augment="cifar",
+                   normalize="cifar10", eval_crop=1.0, cache=True, shuffle=True, seed=0,
+                   data_dir=None, download=False, train_split="train", test_split="test",
+                   limit_per_split=None):
+    """Training and test pipelines from an image folder or a tensorflow-datasets name.
+
+    Args:
+        source: a folder `root/{train,test}/<class>/*` (default: $BIPER_DATA_DIR), or a
+            tensorflow-datasets name such as "cifar10" (offline unless `download`).
+        batch_size: per-step batch (the global batch under a distribution strategy).
+        image_size: (height, width) to resize to; default: the data's own size.
+        channels: 3 (RGB; grayscale images are repeated) or 1.
+        augment: "cifar" (pad-4 random crop + flip), "imagenet" (random resized crop +
+            flip) or None; applied to the training split only.
+        normalize: "cifar10", "imagenet", "unit" ([-1, 1]) or ((mean...), (std...)).
+        eval_crop: test images are resized by 1/eval_crop and center-cropped back
+            (ImageNet: 0.875); 1.0 keeps them as they are.
+        cache: keep decoded images in memory (the pipeline decodes once).
+        limit_per_split: take only the first n examples of each split (smoke runs).
+    """
+    import tensorflow as tf
+
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"Argument `augment` must be 'cifar', 'imagenet' or None. Received: {augment!r}.")
+    if channels not in (1, 3):
+        raise ValueError(f"Argument `channels` must be 1 or 3. Received: {channels!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"Argument `batch_size` must be an integer >= 1. Received: {batch_size!r}.")
+    mean, std = NORMALIZATION[normalize] if isinstance(normalize, str) else normalize
+    looks_like_path = source is None or os.sep in str(source) or pathlib.Path(str(source)).exists()
+    splits = {}
+    for split in (train_split, test_split):
+        if looks_like_path:
+            splits[split] = _folder_split(data_folder(source), split, image_size, channels)
+        else:
+            splits[split] = _tfds_split(str(source), split, image_size, channels, data_dir, download)
+    (train, classes, n_train, shape), (test, _, n_test, _) = splits[train_split], splits[test_split]
+    if limit_per_split:
+        train, test = train.take(limit_per_split), test.take(limit_per_split)
+        n_train, n_test = min(n_train, limit_per_split), min(n_test, limit_per_split)
+    mean = tf.constant(mean, tf.float32)
+    std = tf.constant(std, tf.float32)
+    augment_fn, crop_fn = _augment(augment, shape, seed), _center_crop(shape, eval_crop)
+
+    def finish(ds, training):
+        if cache:
+            ds = ds.cache()
+        if training and shuffle:
+            ds = ds.shuffle(min(n_train, 50_000), seed=seed, reshuffle_each_iteration=True)
+        fn = augment_fn if training else crop_fn
+        ds = ds.map(lambda x, y: ((fn(tf.cast(x, tf.float32)) - mean) / std, y),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
+
+    return Datasets(finish(train, True), finish(test, False), classes, shape, n_train, n_test)

@@ -1,13 +1,20 @@
-"""Training helpers: parameter schedules and the end-of-training hard binarization."""
+"""Training: the two-stage BiPer recipe with atomic checkpoints and resume, learning-rate
+and mu schedules, and the end-of-training hard binarization of BNN++."""
 
+import dataclasses
+import json
 import math
+import os
+import pathlib
+import tempfile
+import time
 
 import keras
 import numpy as np
 
 from biper_keras.quantizers import BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
 
-__all__ = ["MuSchedule", "annealed_quantizers", "harden"]
+__all__ = ["MuSchedule", "annealed_quantizers", "harden", "Recipe", "Stage", "WarmupCosine", "EpochCheckpoint", "train", "build_model", "read_state"]
 
 _SCHEDULES = ("linear", "exponential")
 
@@ -124,3 +131,206 @@ def harden(model):
     for layer in model.layers:
         hardened.get_layer(layer.name).set_weights([np.array(w) for w in layer.get_weights()])
     return hardened
+
+
+# --- the two-stage BiPer recipe ---------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="biper_keras")
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to `base` over `warmup_steps`, then cosine decay to 0 at
+    `total_steps`. A function of the optimizer's step count, so a resumed run continues
+    on the same curve."""
+
+    def __init__(self, base, warmup_steps, total_steps):
+        self.base, self.warmup_steps, self.total_steps = float(base), int(warmup_steps), int(total_steps)
+
+    def __call__(self, step):
+        from keras import ops
+
+        step = ops.cast(step, "float32")
+        warm = self.base * (step + 1.0) / max(self.warmup_steps, 1)
+        progress = (step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1)
+        cosine = 0.5 * self.base * (1.0 + ops.cos(math.pi * ops.clip(progress, 0.0, 1.0)))
+        return ops.where(step < self.warmup_steps, warm, cosine)
+
+    def get_config(self):
+        return {"base": self.base, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
+
+
+@dataclasses.dataclass
+class Stage:
+    epochs: int
+    lr: float
+    weight_decay: float
+    tau: float  # weight of the sin^2 regularizer (BiPer only; 0 disables it)
+
+
+@dataclasses.dataclass
+class Recipe:
+    """The authors' CIFAR-10 recipe by default (SGD, warm-up then cosine, sin^2 term).
+
+    With `kernel_quantizer="biper"`, stage 1 trains sine weights (`binarize=False`) and
+    stage 2 binarized ones, starting from stage 1's weights. Any other registered
+    quantizer name trains one stage (stage 2's settings) with that weight binarizer.
+    """
+
+    model: str = "resnet20"
+    kernel_quantizer: str = "biper"
+    input_quantizer: str = "approx_sign"
+    omega: float = 20.0
+    stage1: Stage = dataclasses.field(default_factory=lambda: Stage(600, 0.021, 0.0016, 0.037))
+    stage2: Stage = dataclasses.field(default_factory=lambda: Stage(300, 0.0037, 0.00016, 0.0468))
+    batch_size: int = 256
+    momentum: float = 0.9
+    warmup_epochs: int = 5
+    seed: int = 0
+
+    def validate(self):
+        from biper_keras.models import available_models
+        from biper_keras.quantizers import get
+
+        if self.model not in available_models():
+            raise ValueError(f"Unknown model {self.model!r}. Known models: {', '.join(available_models())}.")
+        get(self.kernel_quantizer)  # raises for unknown names
+        get(self.input_quantizer)
+        for name, stage in (("stage1", self.stage1), ("stage2", self.stage2)):
+            if isinstance(stage.epochs, bool) or not isinstance(stage.epochs, int) or stage.epochs <= 0:
+                raise ValueError(f"{name} epochs must be an integer > 0. Received: {stage.epochs!r}.")
+            check_positive_number(f"{name} lr", stage.lr)
+        check_positive_number("omega", self.omega)
+        return self
+
+    @property
+    def two_stage(self):
+        return self.kernel_quantizer == "biper"
+
+
+def _atomic_write(path, write):
+    """Calls `write(tmp_path)` and renames the result onto `path`: a reader (or a
+    resume after a kill) sees the old file or the new one, never half of one."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    base, suffix = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}-", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves the whole model (weights and optimizer state) after every epoch, atomically,
+    then `state.json` with the number of completed epochs."""
+
+    def __init__(self, directory, stage):
+        super().__init__()
+        self.directory, self.stage = pathlib.Path(directory), stage
+
+    def on_epoch_end(self, epoch, logs=None):
+        _atomic_write(self.directory / "checkpoint.keras", self.model.save)
+        state = {"stage": self.stage, "epochs_done": epoch + 1}
+        _atomic_write(self.directory / "state.json", lambda p: pathlib.Path(p).write_text(json.dumps(state)))
+
+
+def read_state(directory):
+    path = pathlib.Path(directory) / "state.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def build_model(recipe, stage, data):
+    from biper_keras.models import get_model
+    from biper_keras.quantizers import BiPer
+    from biper_keras.regularizers import SinSquared
+
+    settings = recipe.stage1 if stage == 1 else recipe.stage2
+    regularizer = None
+    if recipe.two_stage:
+        quantizer = BiPer(omega=recipe.omega, binarize=stage == 2)
+        if settings.tau > 0:
+            regularizer = SinSquared(settings.tau, recipe.omega)
+    else:
+        quantizer = recipe.kernel_quantizer
+    keras.utils.set_random_seed(recipe.seed)
+    return get_model(recipe.model, input_shape=data.image_shape, num_classes=data.num_classes,
+                     kernel_quantizer=quantizer, input_quantizer=recipe.input_quantizer,
+                     kernel_regularizer=regularizer)
+
+
+def _compile(model, recipe, settings, steps_per_epoch):
+    total = settings.epochs * steps_per_epoch
+    schedule = WarmupCosine(settings.lr, min(recipe.warmup_epochs * steps_per_epoch, total // 2), total)
+    model.compile(
+        keras.optimizers.SGD(schedule, momentum=recipe.momentum, weight_decay=settings.weight_decay),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callbacks=()):
+    """Runs the recipe on `data` (a `biper_keras.data.Datasets`), writing to `out_dir`:
+
+        stage{n}/checkpoint.keras, state.json   after every epoch (atomic)
+        stage{n}/log.csv, stage{n}/tensorboard/  logs
+        stage{n}/model.keras                     the stage's final model
+        summary.json                             accuracy, epochs, time, images/s
+
+    With `resume=True` a stage continues from its last complete epoch (weights and
+    optimizer state), and a finished stage is not run again. Returns the summary dict.
+    """
+    recipe.validate()
+    out = pathlib.Path(out_dir)
+    stages = stages or ((1, 2) if recipe.two_stage else (2,))
+    if not resume and out.exists() and any(out.iterdir()):
+        raise ValueError(f"Output folder {out} is not empty: pass resume=True (CLI: --resume) or another folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if resume and summary_path.exists() else {}
+    steps_per_epoch = max(1, math.ceil(data.train_size / recipe.batch_size))
+    previous = None
+    for stage in stages:
+        settings = recipe.stage1 if stage == 1 else recipe.stage2
+        folder = out / f"stage{stage}"
+        folder.mkdir(exist_ok=True)
+        final = folder / "model.keras"
+        if resume and final.exists():
+            previous = keras.models.load_model(final)
+            continue
+        state = read_state(folder) if resume else None
+        if state:
+            model = keras.models.load_model(folder / "checkpoint.keras")
+            initial_epoch = state["epochs_done"]
+        else:
+            model = build_model(recipe, stage, data)
+            if stage == 2 and recipe.two_stage:
+                if previous is None and (out / "stage1" / "model.keras").exists():
+                    previous = keras.models.load_model(out / "stage1" / "model.keras")
+                if previous is not None:
+                    model.set_weights(previous.get_weights())  # stage 2 starts from stage 1
+            _compile(model, recipe, settings, steps_per_epoch)
+            initial_epoch = 0
+        start = time.perf_counter()
+        history = model.fit(
+            data.train, validation_data=data.test, epochs=settings.epochs, initial_epoch=initial_epoch,
+            shuffle=False,  # the pipeline shuffles
+            verbose=verbose,
+            callbacks=[*callbacks, EpochCheckpoint(folder, stage),
+                       keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True),
+                       keras.callbacks.TensorBoard(str(folder / "tensorboard"))],
+        )
+        seconds = time.perf_counter() - start
+        _atomic_write(final, model.save)
+        test_loss, test_acc = model.evaluate(data.test, verbose=0)[:2]
+        epochs_run = settings.epochs - initial_epoch
+        summary[f"stage{stage}"] = {
+            "test_accuracy": float(test_acc), "test_loss": float(test_loss), "epochs": settings.epochs,
+            "seconds": seconds, "images_per_second": data.train_size * epochs_run / seconds if seconds else None,
+            "train_accuracy": float(history.history["accuracy"][-1]) if epochs_run else None,
+        }
+        summary["recipe"] = dataclasses.asdict(recipe)
+        _atomic_write(summary_path, lambda p: pathlib.Path(p).write_text(json.dumps(summary, indent=2)))
+        previous = model
+    return summary

@@ -159,3 +159,59 @@ def test_benchmark_on_a_device_through_a_fake_binary(tmp_path):
     result = run("benchmark", str(model), "--device-binary", str(fake), "--threads", "1,4")
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("inference avg 86.10 ms") == 2
+
+
+# --- train / quickstart ---------------------------------------------------------------
+
+SAMPLE = pathlib.Path(__file__).parents[1] / "biper_keras" / "sample_data" / "cifar10"
+
+
+def test_train_one_stage_then_resume_finds_it_done(tmp_path):
+    out = tmp_path / "run"
+    args = ("train", "--data", str(SAMPLE), "--quantizer", "bnn", "--epochs", "1", "--batch-size", "50",
+            "--limit", "100", "--out", str(out))
+    result = run(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stage2"]["epochs"] == 1 and "stage1" not in summary
+    assert (out / "stage2" / "model.keras").exists() and (out / "model.tflite").exists()
+    conversion = json.loads((out / "conversion.json").read_text())
+    assert conversion["ops"]["LceBconv2d"] == 18
+    _one_line_error(run(*args), 3, "is not empty: pass resume=True")
+    again = run(*args, "--resume")
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (("--model", "resnet21"), "Unknown model 'resnet21'"),
+        (("--epochs", "0,3"), "--epochs must be > 0"),
+        (("--quantizer", "sine"), "Unknown quantizer 'sine'"),
+        (("--data", "/nonexistent/folder"), "Data folder not found"),
+    ],
+)
+def test_train_bad_input(tmp_path, extra, message):
+    args = ["train", "--data", str(SAMPLE), "--out", str(tmp_path / "x"), "--limit", "10"]
+    for i in range(0, len(extra), 2):
+        if extra[i] in args:
+            args[args.index(extra[i]) + 1] = extra[i + 1]
+        else:
+            args += list(extra[i:i + 2])
+    _one_line_error(run(*args), 3, message)
+
+
+def test_train_without_data_says_how_to_point_at_it(tmp_path):
+    env_backup = os.environ.pop("BIPER_DATA_DIR", None)
+    try:
+        _one_line_error(run("train", "--out", str(tmp_path / "x")), 3, "set BIPER_DATA_DIR")
+    finally:
+        if env_backup is not None:
+            os.environ["BIPER_DATA_DIR"] = env_backup
+
+
+def test_quickstart(tmp_path):
+    result = run("quickstart", "--out", str(tmp_path / "qs"), "--epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stage2: test accuracy" in result.stdout and "LceBconv2d" in result.stdout
+    assert "ms per image" in result.stdout and (tmp_path / "qs" / "model.tflite").exists()

@@ -7,7 +7,7 @@ from biper_keras.models.blocks import HardTanh, OptionAShortcut, conv3x3
 from biper_keras.models.registry import register_model
 
 
-def quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values):
+def quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values, kernel_regularizer=None):
     """The QuantConv2D arguments of a binary conv, or None for a float network."""
     if kernel_quantizer is None and input_quantizer is None:
         return None
@@ -16,6 +16,7 @@ def quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_value
         input_quantizer=input_quantizer,
         kernel_scale=kernel_scale,
         pad_values=pad_values,
+        kernel_regularizer=kernel_regularizer,
     )
 
 
@@ -29,6 +30,7 @@ def resnet20(
     pad_values=1.0,
     bn_momentum=0.9,
     blocks_per_stage=3,
+    kernel_regularizer=None,
     name="resnet20",
 ):
     """CIFAR ResNet-20 (~0.27M parameters) with a shortcut around every binary conv.
@@ -39,7 +41,7 @@ def resnet20(
     padding). With `kernel_quantizer=None, input_quantizer=None` every conv is a plain
     float `keras.layers.Conv2D`: the float twin of the same network.
     """
-    quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values)
+    quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values, kernel_regularizer)
 
     def bn(layer_name):
         return BatchNormalization(momentum=bn_momentum, name=layer_name)
@@ -92,16 +94,16 @@ def _bireal_resnet(blocks, input_shape, num_classes, quant, bn_momentum, name):
 @register_model("resnet18_imagenet")
 def resnet18_imagenet(input_shape=(224, 224, 3), num_classes=1000, kernel_quantizer="biper",
                       input_quantizer="approx_sign", kernel_scale="channel", pad_values=1.0,
-                      bn_momentum=0.9, name="resnet18_imagenet"):
+                      bn_momentum=0.9, kernel_regularizer=None, name="resnet18_imagenet"):
     """ImageNet ResNet-18 (~11.7M parameters), Bi-Real style; float stem and classifier."""
-    quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values)
+    quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values, kernel_regularizer)
     return _bireal_resnet((2, 2, 2, 2), input_shape, num_classes, quant, bn_momentum, name)
 
 
 @register_model("resnet34_imagenet")
 def resnet34_imagenet(input_shape=(224, 224, 3), num_classes=1000, kernel_quantizer="biper",
                       input_quantizer="approx_sign", kernel_scale="channel", pad_values=1.0,
-                      bn_momentum=0.9, name="resnet34_imagenet"):
+                      bn_momentum=0.9, kernel_regularizer=None, name="resnet34_imagenet"):
     """ImageNet ResNet-34 (~21.8M parameters), Bi-Real style; float stem and classifier."""
-    quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values)
+    quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values, kernel_regularizer)
     return _bireal_resnet((3, 4, 6, 3), input_shape, num_classes, quant, bn_momentum, name)

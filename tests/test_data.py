@@ -1,0 +1,77 @@
+"""Data pipelines from an image folder and from tensorflow-datasets."""
+
+import numpy as np
+import pytest
+from cifar import CIFAR_DIR
+
+from biper_keras.data import image_datasets, load_image_folder
+
+
+def test_folder_pipeline_shapes_labels_and_normalization():
+    d = image_datasets(CIFAR_DIR, batch_size=32, limit_per_split=320, augment=None)
+    assert d.num_classes == 10 and d.class_names[0] == "airplane" and d.class_names[-1] == "truck"
+    assert d.image_shape == (32, 32, 3) and (d.train_size, d.test_size) == (320, 320)
+    x, y = next(iter(d.test))
+    assert x.shape == (32, 32, 32, 3) and x.dtype == "float32"
+    assert len(set(y.numpy())) > 5  # a mix of classes, not the first class only
+    # Independent check of one image: decode by PIL, normalize with the CIFAR constants.
+    raw, labels, _ = load_image_folder(CIFAR_DIR, "test", per_class=1000)
+    xs = np.concatenate([b[0].numpy() for b in d.test])
+    ys = np.concatenate([b[1].numpy() for b in d.test])
+    mean, std = np.array((125.3, 123.0, 113.9)), np.array((63.0, 62.1, 66.7))
+    expected = (raw.astype("float64") - mean) / std
+    # TF's and PIL's JPEG decoders may differ by a grey level here and there.
+    distance = np.abs(expected - xs[0]).mean(axis=(1, 2, 3))
+    nearest = int(np.argmin(distance))
+    assert distance[nearest] < 0.02 and labels[nearest] == ys[0]
+    assert np.sort(distance)[1] > 0.1  # and no other test image is close
+
+
+def test_cifar_augmentation_keeps_shape_and_changes_images():
+    d = image_datasets(CIFAR_DIR, batch_size=16, limit_per_split=16, augment="cifar", shuffle=False, seed=1)
+    plain = image_datasets(CIFAR_DIR, batch_size=16, limit_per_split=16, augment=None, shuffle=False)
+    a, _ = next(iter(d.train))
+    b, _ = next(iter(plain.train))
+    assert a.shape == b.shape and not np.allclose(a.numpy(), b.numpy())
+
+
+def test_grayscale_and_other_sizes(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            folder = tmp_path / split / c
+            folder.mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 255, (20, 24), dtype=np.uint8), "L").save(folder / f"{i}.png")
+            (folder / "notes.txt").write_text("not an image")  # ignored
+    d = image_datasets(tmp_path, batch_size=4, channels=1, normalize="unit")
+    assert d.image_shape == (20, 24, 1) and d.train_size == 6
+    x, _ = next(iter(d.train))
+    assert x.shape == (4, 20, 24, 1) and float(np.abs(x.numpy()).max()) <= 1.0
+    rgb = image_datasets(tmp_path, batch_size=4, image_size=(16, 16))
+    assert next(iter(rgb.test))[0].shape == (4, 16, 16, 3)
+
+
+def test_tfds_names_with_mock_data():
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=24):
+        d = image_datasets("mnist", batch_size=8, channels=1, normalize="unit", augment=None)
+        x, y = next(iter(d.train))
+    assert d.num_classes == 10 and d.image_shape == (28, 28, 1)
+    assert x.shape == (8, 28, 28, 1) and y.shape == (8,)
+
+
+def test_bad_sources(tmp_path):
+    with pytest.raises(ValueError, match="Data folder not found"):
+        image_datasets(tmp_path / "missing" / "x")
+    (tmp_path / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "test").mkdir()
+    with pytest.raises(ValueError, match="has no images"):
+        image_datasets(tmp_path)
+    with pytest.raises(ValueError, match="`augment` must be"):
+        image_datasets(tmp_path, augment="mixup")
+    with pytest.raises(ValueError, match="is not prepared"):
+        image_datasets("cifar10", data_dir=str(tmp_path / "tfds"))

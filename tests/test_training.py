@@ -1,0 +1,129 @@
+"""The two-stage recipe: stage 2 starts from stage 1, atomic checkpoints, resume."""
+
+import json
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+from biper_keras.data import image_datasets
+from biper_keras.training import EpochCheckpoint, Recipe, Stage, WarmupCosine, build_model, read_state, train
+
+SAMPLE = pathlib.Path(__file__).parents[1] / "biper_keras" / "sample_data" / "cifar10"
+
+
+@pytest.fixture(scope="module")
+def data():
+    return image_datasets(SAMPLE, batch_size=50, limit_per_split=100, shuffle=False, augment=None)
+
+
+def tiny_recipe(e1=1, e2=1, **kw):
+    return Recipe(stage1=Stage(e1, 0.05, 1e-4, 0.037), stage2=Stage(e2, 0.02, 1e-5, 0.0468),
+                  batch_size=50, warmup_epochs=1, **kw)
+
+
+def test_two_stages_stage2_starts_from_stage1(data, tmp_path):
+    seen = {}
+
+    class Capture(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            kernels = [l for l in self.model.layers if hasattr(l, "kernel_quantizer")]
+            seen.setdefault("first", []).append(
+                (kernels[0].kernel_quantizer.binarize, [np.array(w) for w in self.model.get_weights()]))
+
+    summary = train(tiny_recipe(), data, tmp_path / "run", verbose=0, callbacks=[Capture()])
+    (b1, _), (b2, start2) = seen["first"]
+    assert (b1, b2) == (False, True)  # stage 1 sine weights, stage 2 binary
+    stage1 = keras.models.load_model(tmp_path / "run" / "stage1" / "model.keras")
+    for a, b in zip(stage1.get_weights(), start2):
+        np.testing.assert_array_equal(a, b)
+    assert set(summary) >= {"stage1", "stage2", "recipe"}
+    assert 0.0 <= summary["stage2"]["test_accuracy"] <= 1.0 and summary["stage2"]["images_per_second"] > 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["stage2"] == summary["stage2"]
+    log = (tmp_path / "run" / "stage2" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("epoch") and len(log) == 2
+
+
+def test_resume_continues_at_the_next_epoch_with_the_optimizer_state(data, tmp_path):
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt  # like a Ctrl-C after the first checkpoint
+
+    recipe = tiny_recipe(e2=3, kernel_quantizer="ste_sign")  # one stage: stage 2 settings
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        _train_with_stop(recipe, data, out, StopAfterFirstEpoch())
+    assert read_state(out / "stage2") == {"stage": 2, "epochs_done": 1}
+    saved = keras.models.load_model(out / "stage2" / "checkpoint.keras")
+    saved_opt = [np.array(v) for v in saved.optimizer.variables]
+
+    starts = {}
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            starts["iterations"] = int(np.array(self.model.optimizer.iterations))
+            starts["opt"] = [np.array(v) for v in self.model.optimizer.variables]
+
+        def on_epoch_begin(self, epoch, logs=None):
+            starts.setdefault("epochs", []).append(epoch)
+
+    with pytest.raises(ValueError, match="is not empty: pass resume=True"):
+        train(recipe, data, out, verbose=0)
+    summary = train(recipe, data, out, resume=True, verbose=0, callbacks=[Probe()])
+    assert starts["epochs"] == [1, 2]
+    assert starts["iterations"] == 2  # one epoch of 100 images at batch 50
+    for a, b in zip(saved_opt, starts["opt"]):
+        np.testing.assert_array_equal(a, b)
+    assert read_state(out / "stage2") == {"stage": 2, "epochs_done": 3}
+    assert summary["stage2"]["epochs"] == 3
+
+
+def _train_with_stop(recipe, data, out, stopper):
+    # train() puts user callbacks first; wrap EpochCheckpoint so the stop comes after it.
+    original = EpochCheckpoint.on_epoch_end
+
+    def checkpoint_then_stop(self, epoch, logs=None):
+        original(self, epoch, logs)
+        stopper.on_epoch_end(epoch, logs)
+
+    EpochCheckpoint.on_epoch_end = checkpoint_then_stop
+    try:
+        train(recipe, data, out, verbose=0)
+    finally:
+        EpochCheckpoint.on_epoch_end = original
+
+
+def test_no_half_written_checkpoint_files(data, tmp_path):
+    train(tiny_recipe(kernel_quantizer="bnn"), data, tmp_path / "run", verbose=0)
+    leftovers = [p.name for p in (tmp_path / "run" / "stage2").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_warmup_cosine_schedule():
+    s = WarmupCosine(0.1, warmup_steps=10, total_steps=110)
+    values = [float(s(i)) for i in (0, 4, 9, 10, 60, 110, 200)]
+    assert values[0] == pytest.approx(0.01) and values[2] == pytest.approx(0.1)
+    assert values[3] == pytest.approx(0.1) and values[4] == pytest.approx(0.05)
+    assert values[5] == pytest.approx(0.0, abs=1e-9) and values[6] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_biper_recipe_adds_the_sin_squared_term(data):
+    model = build_model(tiny_recipe(), 1, data)
+    assert len(model.losses) == 18  # one per binary conv
+    assert build_model(tiny_recipe(kernel_quantizer="bnn"), 2, data).losses == []
+
+
+@pytest.mark.parametrize(
+    "recipe,match",
+    [
+        (Recipe(model="resnet21"), "Unknown model 'resnet21'"),
+        (Recipe(kernel_quantizer="sine"), "Unknown quantizer 'sine'"),
+        (Recipe(stage1=Stage(0, 0.1, 0, 0)), "stage1 epochs must be an integer > 0"),
+        (Recipe(stage2=Stage(3, -0.1, 0, 0)), "stage2 lr"),
+    ],
+)
+def test_bad_recipes(recipe, match):
+    with pytest.raises(ValueError, match=match):
+        recipe.validate()
