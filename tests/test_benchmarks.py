@@ -16,3 +16,13 @@ def test_step_time_quick_mode_prints_a_ratio_per_backend():
     for row in rows:
         biper, flt, ratio = (float(c) for c in row.strip("|").split("|")[1:4])
         assert biper > 0 and flt > 0 and abs(ratio - biper / flt) < 0.02 + 0.01 * ratio
+
+
+def test_inference_quick_mode_prints_the_table():
+    script = pathlib.Path(__file__).parents[1] / "benchmarks" / "inference.py"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run([sys.executable, str(script), "--quick"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [l for l in result.stdout.splitlines() if l.startswith("| resnet20 |")]
+    assert len(rows) == 2  # 1 and 2 threads
+    assert all(float(r.split("|")[7].strip().rstrip("x")) > 5 for r in rows)  # size ratio

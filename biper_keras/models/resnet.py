@@ -107,3 +107,34 @@ def resnet34_imagenet(input_shape=(224, 224, 3), num_classes=1000, kernel_quanti
     """ImageNet ResNet-34 (~21.8M parameters), Bi-Real style; float stem and classifier."""
     quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values, kernel_regularizer)
     return _bireal_resnet((3, 4, 6, 3), input_shape, num_classes, quant, bn_momentum, name)
+
+
+@register_model("resnet18")
+def resnet18(input_shape=(32, 32, 3), num_classes=10, kernel_quantizer="biper",
+             input_quantizer="approx_sign", kernel_scale="channel", pad_values=1.0,
+             bn_momentum=0.9, kernel_regularizer=None, name="resnet18"):
+    """CIFAR ResNet-18 (~11.2M parameters) with standard basic blocks: a float 3x3 stem,
+    two binary 3x3 convs per block with one shortcut (a real 1x1 conv + BN where the
+    shape changes), hard tanh after each add, a float classifier."""
+    quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values, kernel_regularizer)
+
+    def bn(layer_name):
+        return BatchNormalization(momentum=bn_momentum, name=layer_name)
+
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(64, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = HardTanh(name="stem_act")(bn("stem_bn")(x))
+    for stage, filters in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            tag = f"s{stage}b{block}"
+            strides = 2 if stage > 0 and block == 0 else 1
+            y = HardTanh(name=f"{tag}_act0")(bn(f"{tag}_bn0")(conv3x3(filters, strides, quant, f"{tag}_conv0")(x)))
+            y = bn(f"{tag}_bn1")(conv3x3(filters, 1, quant, f"{tag}_conv1")(y))
+            shortcut = x
+            if strides != 1 or x.shape[-1] != filters:
+                shortcut = keras.layers.Conv2D(filters, 1, strides=strides, use_bias=False, name=f"{tag}_down_conv")(x)
+                shortcut = bn(f"{tag}_down_bn")(shortcut)
+            x = HardTanh(name=f"{tag}_act1")(keras.layers.Add(name=f"{tag}_add")([y, shortcut]))
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(num_classes, name="classifier")(x)
+    return keras.Model(inputs, outputs, name=name)
