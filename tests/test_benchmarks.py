@@ -16,6 +16,8 @@ def test_step_time_quick_mode_prints_a_ratio_per_backend():
     for row in rows:
         biper, flt, ratio = (float(c) for c in row.strip("|").split("|")[1:4])
         assert biper > 0 and flt > 0 and abs(ratio - biper / flt) < 0.02 + 0.01 * ratio
+    larq = [l for l in result.stdout.splitlines() if l.startswith("Larq QuantConv2D(ste_sign)")]
+    assert len(larq) == 1 and "our BiPer on TensorFlow / Larq = " in larq[0]
 
 
 def test_inference_quick_mode_prints_the_table():
