@@ -95,36 +95,24 @@ def float_twin(model):
     """The same Keras 3 model with every quantized layer replaced by its float Keras
     layer (`QuantConv2D` -> `Conv2D`, `QuantDense` -> `Dense`), carrying the latent
     kernels and biases (the per-channel scale, if any, is dropped)."""
-    import keras
-
     from biper_keras.layers import QuantConv2D, QuantDense
+    from biper_keras.rebuild import rebuild
 
     quant_keys = ("input_quantizer", "kernel_quantizer", "kernel_scale", "kernel_scale_initializer", "pad_values")
     swap = {QuantConv2D.__name__: "Conv2D", QuantDense.__name__: "Dense"}
 
-    def rewrite(node):
-        if isinstance(node, dict):
-            if node.get("class_name") in swap and isinstance(node.get("config"), dict):
-                node["class_name"] = swap[node["class_name"]]
-                node["module"] = "keras.layers"
-                node["registered_name"] = None
-                for k in quant_keys:
-                    node["config"].pop(k, None)
-            for v in node.values():
-                rewrite(v)
-        elif isinstance(node, list):
-            for v in node:
-                rewrite(v)
+    def to_float(node):
+        if node["class_name"] in swap:
+            node.update(class_name=swap[node["class_name"]], module="keras.layers", registered_name=None)
+            for k in quant_keys:
+                node["config"].pop(k, None)
 
-    config = keras.saving.serialize_keras_object(model)
-    rewrite(config)
-    twin = keras.saving.deserialize_keras_object(config)
-    for layer in model.layers:
-        weights = layer.get_weights()
+    def latent_weights(layer):
         if isinstance(layer, (QuantConv2D, QuantDense)):
-            weights = [np.array(layer._kernel)] + ([np.array(layer.bias)] if layer.use_bias else [])
-        twin.get_layer(layer.name).set_weights(weights)
-    return twin
+            return [layer._kernel] + ([layer.bias] if layer.use_bias else [])
+        return layer.get_weights()
+
+    return rebuild(model, to_float, latent_weights)
 
 
 def convert_float(model):

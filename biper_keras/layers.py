@@ -46,17 +46,21 @@ class _QuantizedKernel:
         self.kernel_scale_initializer = keras.initializers.get(kernel_scale_initializer)
         self.alpha = None
 
-    def _build_kernel_scale(self, channels):
+    def build(self, input_shape):
+        super().build(input_shape)
         if self.kernel_scale == "channel":
             self.alpha = self.add_weight(
                 name="kernel_scale",
-                shape=(channels,),
+                shape=(self._kernel.shape[-1],),  # output channels, for conv and dense
                 initializer=self.kernel_scale_initializer,
                 trainable=True,
                 dtype=self.dtype,
             )
 
-    def _quantize_kernel(self, kernel):
+    @property
+    def kernel(self):
+        """The quantized kernel (times alpha); the latent weight is `_kernel`."""
+        kernel = super().kernel
         if self.kernel_quantizer is not None:
             kernel = self.kernel_quantizer(kernel)
         if self.alpha is not None:
@@ -150,14 +154,6 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
             kernel_scale_initializer,
         )
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_kernel_scale(self.filters)
-
-    @property
-    def kernel(self):
-        return self._quantize_kernel(super().kernel)
-
     def convolution_op(self, inputs, kernel):
         if self.input_quantizer is not None:
             inputs = self.input_quantizer(inputs)
@@ -233,14 +229,6 @@ class QuantDense(_QuantizedKernel, keras.layers.Dense):
             kernel_scale,
             kernel_scale_initializer,
         )
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_kernel_scale(self.units)
-
-    @property
-    def kernel(self):
-        return self._quantize_kernel(super().kernel)
 
     def call(self, inputs, training=None):
         if self.input_quantizer is not None:

@@ -10,9 +10,9 @@ import tempfile
 import time
 
 import keras
-import numpy as np
 
 from biper_keras.quantizers import BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
+from biper_keras.rebuild import rebuild
 
 __all__ = ["MuSchedule", "annealed_quantizers", "harden", "Recipe", "Stage", "WarmupCosine", "EpochCheckpoint", "train", "build_model", "read_state"]
 
@@ -104,33 +104,12 @@ def harden(model):
     binary convolution. The copy has the same weights (mu included); the model must be
     Sequential or functional (rebuilt from its config).
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"`model` must be a keras.Model. Received: {type(model).__name__}.")
 
     def set_hard(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == BNNPlusPlus.__name__ and "config" in node:
-                node["config"]["hard"] = True
-            for v in node.values():
-                set_hard(v)
-        elif isinstance(node, list):
-            for v in node:
-                set_hard(v)
+        if node["class_name"] == BNNPlusPlus.__name__:
+            node["config"]["hard"] = True
 
-    config = keras.saving.serialize_keras_object(model)
-    set_hard(config)
-    try:
-        hardened = keras.saving.deserialize_keras_object(config)
-    except Exception as err:
-        raise ValueError(
-            f"harden: could not rebuild model {model.name!r} from its config ({err}); "
-            "subclassed models must set `hard=True` on their BNN++ quantizers themselves."
-        ) from err
-    # Layer by layer, by name: a quantizer instance shared by several layers is one
-    # variable in `model` but one per layer in the rebuilt copy.
-    for layer in model.layers:
-        hardened.get_layer(layer.name).set_weights([np.array(w) for w in layer.get_weights()])
-    return hardened
+    return rebuild(model, set_hard)
 
 
 # --- the two-stage BiPer recipe ---------------------------------------------------------
