@@ -5,6 +5,8 @@ from biper_keras import layers, quantizers, regularizers
 from biper_keras.layers import BatchNormalization, QuantConv2D, QuantDense
 from biper_keras.quantizers import ApproxSign, BiPer, SteSign
 from biper_keras.regularizers import SinSquared
+from biper_keras.summary import summary
+from biper_keras.binarize import binarize
 
 __version__ = "0.1.0"
 
@@ -19,4 +21,6 @@ __all__ = [
     "SteSign",
     "ApproxSign",
     "SinSquared",
+    "summary",
+    "binarize",
 ]

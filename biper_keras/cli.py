@@ -286,6 +286,14 @@ def _quickstart(args):
           "(PATH/{train,test}/<class>/*.jpg or a tensorflow-datasets name).")
 
 
+def _summary(args):
+    from biper_keras.summary import summary
+
+    stats = summary(_load_model(args.model), print_fn=None if args.json else print)
+    if args.json:
+        print(json.dumps(stats.to_dict(), indent=2))
+
+
 def _qe_sweep(args):
     raise CommandError(
         "`qe sweep` needs the training recipe (biper_keras.training), which is not in "
@@ -367,6 +375,11 @@ def build_parser():
     bench.add_argument("--remote-dir", default="/tmp", help="where the model is copied on the device")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=_benchmark)
+
+    summ = commands.add_parser("summary", help="parameters, memory and MACs by precision (like lq.models.summary)")
+    summ.add_argument("model")
+    summ.add_argument("--json", action="store_true")
+    summ.set_defaults(run=_summary)
 
     qe = commands.add_parser("qe", help="quantization-error tools").add_subparsers(dest="qe_command", required=True)
     curve = qe.add_parser("curve", help="plot QE against omega for Laplace scales b (paper Fig. 3)")

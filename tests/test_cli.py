@@ -215,3 +215,13 @@ def test_quickstart(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "stage2: test accuracy" in result.stdout and "LceBconv2d" in result.stdout
     assert "ms per image" in result.stdout and (tmp_path / "qs" / "model.tflite").exists()
+
+
+def test_summary_command(saved_model, tmp_path):
+    path, model = saved_model
+    result = run("summary", str(path), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = json.loads(result.stdout)
+    assert stats["params_1bit"] == 3 * 3 * 3 * 16 and stats["binary_mac_ratio"] > 0.9
+    assert "binarized MACs" in run("summary", str(path)).stdout
+    _one_line_error(run("summary", str(tmp_path / "none.keras")), 3, "no such file")

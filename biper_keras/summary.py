@@ -1,0 +1,157 @@
+"""`summary(model)`: parameters, memory and MACs by precision, in the spirit of Larq's
+`lq.models.summary`, for Keras 3 models, with the same counting rules:
+
+- a weight's precision is its quantizer's (`kernel_quantizer.precision`), else 32 bits;
+- a BatchNormalization counts its moving mean and variance only (gamma and beta fold
+  into them at inference);
+- a conv/dense layer does `kernel size x output pixels` MACs at the precision
+  max(input precision, kernel precision); a per-channel scale alpha is a 32-bit
+  parameter but not a MAC (Larq has no alpha).
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+__all__ = ["summary", "LayerStats", "ModelStats"]
+
+_MAC_LAYERS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv2D,
+    keras.layers.Dense,
+)
+
+
+@dataclasses.dataclass
+class LayerStats:
+    name: str
+    input_precision: int  # None: not quantized
+    output_shape: tuple
+    params_1bit: int
+    params_32bit: int
+    memory_bits: int
+    macs_1bit: int
+    macs_32bit: int
+
+
+@dataclasses.dataclass
+class ModelStats:
+    name: str
+    layers: list
+
+    def total(self, field):
+        return sum(getattr(layer, field) for layer in self.layers)
+
+    @property
+    def params(self):
+        return self.total("params_1bit") + self.total("params_32bit")
+
+    @property
+    def memory_bytes(self):
+        return self.total("memory_bits") / 8
+
+    @property
+    def float32_bytes(self):
+        return self.params * 4
+
+    @property
+    def compression(self):
+        return self.memory_bytes / self.float32_bytes if self.params else 1.0
+
+    @property
+    def binary_mac_ratio(self):
+        macs = self.total("macs_1bit") + self.total("macs_32bit")
+        return self.total("macs_1bit") / macs if macs else 0.0
+
+    def to_dict(self):
+        return {
+            "name": self.name,
+            "layers": [dataclasses.asdict(layer) for layer in self.layers],
+            "params": self.params,
+            "params_1bit": self.total("params_1bit"),
+            "params_32bit": self.total("params_32bit"),
+            "memory_bytes": self.memory_bytes,
+            "float32_bytes": self.float32_bytes,
+            "compression": self.compression,
+            "macs_1bit": self.total("macs_1bit"),
+            "macs_32bit": self.total("macs_32bit"),
+            "binary_mac_ratio": self.binary_mac_ratio,
+        }
+
+    def table(self):
+        header = ("layer", "in bits", "output shape", "1-bit", "32-bit", "memory kB", "1-bit MACs", "32-bit MACs")
+        rows = [header] + [
+            (l.name, str(l.input_precision or "-"), str(l.output_shape), f"{l.params_1bit:,}",
+             f"{l.params_32bit:,}", f"{l.memory_bits / 8 / 1024:.2f}", f"{l.macs_1bit:,}", f"{l.macs_32bit:,}")
+            for l in self.layers
+        ]
+        rows.append(("total", "", "", f"{self.total('params_1bit'):,}", f"{self.total('params_32bit'):,}",
+                     f"{self.memory_bytes / 1024:.2f}", f"{self.total('macs_1bit'):,}", f"{self.total('macs_32bit'):,}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.insert(len(lines) - 1, "-" * len(lines[0]))
+        lines += [
+            f"model size {self.memory_bytes / 1024:.2f} KiB, float32 equivalent {self.float32_bytes / 1024:.2f} KiB, "
+            f"compression {self.compression:.3f} ({1 / self.compression:.1f}x smaller)",
+            f"binarized MACs: {self.binary_mac_ratio:.4f} of {self.total('macs_1bit') + self.total('macs_32bit'):,}",
+        ]
+        return "\n".join(lines)
+
+
+def _precision(quantizer):
+    return None if quantizer is None else getattr(quantizer, "precision", 32)
+
+
+def _output_shape(layer):
+    try:
+        return tuple(-1 if d is None else int(d) for d in layer.output.shape)
+    except (AttributeError, ValueError):
+        return None
+
+
+def _layer_stats(layer):
+    weights = list(layer.weights)
+    names = [w.path.split("/")[-1] for w in weights]
+    if isinstance(layer, keras.layers.BatchNormalization):
+        keep = [i for i, n in enumerate(names) if n not in ("gamma", "beta")
+                or ("moving_mean" not in names or "moving_variance" not in names)]
+        weights, names = [weights[i] for i in keep], [names[i] for i in keep]
+    kernel_bits = _precision(getattr(layer, "kernel_quantizer", None)) or 32
+    in_bits = _precision(getattr(layer, "input_quantizer", None))
+    p1 = p32 = memory = 0
+    kernel_count = 0
+    for w, name in zip(weights, names):
+        count = int(np.prod(w.shape))
+        bits = kernel_bits if name == "kernel" else 32
+        memory += bits * count
+        if bits == 1:
+            p1 += count
+        else:
+            p32 += count
+        if name in ("kernel", "depthwise_kernel", "pointwise_kernel"):
+            kernel_count += count
+    shape = _output_shape(layer)
+    m1 = m32 = 0
+    if isinstance(layer, _MAC_LAYERS) and shape:
+        pixels = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
+        macs = kernel_count * pixels
+        if max(in_bits or 32, kernel_bits) == 1:
+            m1 = macs
+        else:
+            m32 = macs
+    return LayerStats(layer.name, in_bits, shape, p1, p32, memory, m1, m32)
+
+
+def summary(model, print_fn=print):
+    """Prints (with `print_fn`, None to stay silent) and returns a `ModelStats`."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`model` must be a Keras 3 model. Received: {type(model).__name__}.")
+    stats = ModelStats(model.name, [_layer_stats(layer) for layer in model.layers])
+    if print_fn is not None:
+        print_fn(stats.table())
+    return stats

@@ -1,0 +1,85 @@
+"""biper_keras.summary against Larq's own summary for the same architecture."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+
+import biper_keras as bk
+from biper_keras.summary import summary
+
+LARQ_PROFILE = textwrap.dedent(
+    """
+    import json
+    import tensorflow as tf
+    import larq as lq
+    from larq.models import ModelProfile
+
+    q = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", kernel_constraint="weight_clip")
+    model = tf.keras.Sequential([
+        tf.keras.Input((16, 16, 3)),
+        tf.keras.layers.Conv2D(16, 3, padding="same", name="c0"),
+        tf.keras.layers.BatchNormalization(name="bn0"),
+        lq.layers.QuantConv2D(32, 3, padding="same", pad_values=1.0, use_bias=False, name="c1", **q),
+        tf.keras.layers.BatchNormalization(name="bn1"),
+        tf.keras.layers.MaxPooling2D(name="pool"),
+        lq.layers.QuantConv2D(64, 3, strides=2, use_bias=False, name="c2", **q),
+        tf.keras.layers.BatchNormalization(name="bn2"),
+        tf.keras.layers.Flatten(name="flat"),
+        lq.layers.QuantDense(32, name="d1", **q),
+        tf.keras.layers.Dense(10, name="head"),
+    ])
+    p = ModelProfile(model)
+    rows = {lp.name: [lp.weight_count(1), lp.weight_count(32), lp.memory,
+                      lp.op_count("mac", 1) or 0, lp.op_count("mac", 32) or 0] for lp in p.layer_profiles}
+    print(json.dumps({"rows": rows, "memory": p.memory, "fp": p.fp_equivalent_memory,
+                      "macs1": p.op_count("mac", 1), "macs32": p.op_count("mac", 32)}))
+    """
+)
+
+
+def ours():
+    q = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign")
+    return keras.Sequential([
+        keras.Input((16, 16, 3)),
+        keras.layers.Conv2D(16, 3, padding="same", name="c0"),
+        bk.BatchNormalization(name="bn0"),
+        bk.QuantConv2D(32, 3, padding="same", pad_values=1.0, use_bias=False, name="c1", **q),
+        keras.layers.BatchNormalization(name="bn1"),
+        keras.layers.MaxPooling2D(name="pool"),
+        bk.QuantConv2D(64, 3, strides=2, use_bias=False, name="c2", **q),
+        keras.layers.BatchNormalization(name="bn2"),
+        keras.layers.Flatten(name="flat"),
+        bk.QuantDense(32, name="d1", **q),
+        keras.layers.Dense(10, name="head"),
+    ])
+
+
+def test_same_numbers_as_larq():
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", LARQ_PROFILE], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    larq = json.loads(done.stdout.strip().splitlines()[-1])
+    stats = summary(ours(), print_fn=None)
+    for layer in stats.layers:
+        assert [layer.params_1bit, layer.params_32bit, layer.memory_bits, layer.macs_1bit, layer.macs_32bit] \
+            == larq["rows"][layer.name], layer.name
+    assert stats.total("memory_bits") == larq["memory"]
+    assert stats.float32_bytes * 8 == larq["fp"]
+    assert (stats.total("macs_1bit"), stats.total("macs_32bit")) == (larq["macs1"], larq["macs32"])
+
+
+def test_table_and_alpha_is_a_parameter_not_a_mac():
+    model = keras.Sequential([keras.Input((8, 8, 4)),
+                              bk.QuantConv2D(8, 3, input_quantizer="ste_sign", kernel_quantizer="biper",
+                                             kernel_scale="channel", use_bias=False, name="b")])
+    lines = []
+    stats = summary(model, print_fn=lines.append)
+    layer = stats.layers[0]
+    assert (layer.params_1bit, layer.params_32bit) == (3 * 3 * 4 * 8, 8)
+    assert layer.macs_1bit == 3 * 3 * 4 * 8 * 6 * 6 and layer.macs_32bit == 0
+    assert stats.binary_mac_ratio == 1.0
+    assert "binarized MACs: 1.0000" in lines[0] and "b " in lines[0]
