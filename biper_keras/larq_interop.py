@@ -17,7 +17,7 @@ run on TF tensors.
 
 import os
 
-__all__ = ["register", "import_larq"]
+__all__ = ["register", "import_larq", "to_larq", "from_larq"]
 
 _LEGACY_HINT = (
     "Larq needs tf_keras (Keras 2): set the environment variable TF_USE_LEGACY_KERAS=1 "
@@ -91,3 +91,238 @@ def __getattr__(name):
     if name == "BiPer":
         return register()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- the bridge: the same architecture and weights on the other side ----------------
+
+
+def _graph(model, tensor_inputs):
+    """(edges [(layer name, [input layer names])] in order, inputs [(name, shape)],
+    output names) of a functional or Sequential model of either Keras, from its config.
+    `tensor_inputs(node)` lists the layer names a config node reads."""
+    config = model.get_config()
+    layers = config["layers"]
+    if "input_layers" not in config:  # Sequential: a chain, its input first if listed
+        shape = tuple(model.inputs[0].shape[1:])
+        names = [entry["config"]["name"] for entry in layers if entry["class_name"] != "InputLayer"]
+        edges, previous = [], "input"
+        for name in names:
+            edges.append((name, [previous]))
+            previous = name
+        return edges, [("input", shape)], [previous]
+    edges, inputs = [], []
+    by_name = {layer.name: layer for layer in model.layers}
+    for entry in layers:
+        name = entry["config"]["name"]
+        if entry["class_name"] == "InputLayer":
+            inputs.append((name, tuple(by_name[name].output.shape[1:])))
+            continue
+        edges.append((name, [i for node in entry["inbound_nodes"] for i in tensor_inputs(node)]))
+
+    def names(spec):
+        spec = spec if spec and isinstance(spec[0], list) else [spec]
+        return [s[0] for s in spec]
+
+    order = names(config["input_layers"])
+    return edges, sorted(inputs, key=lambda i: order.index(i[0])), names(config["output_layers"])
+
+
+def _keras3_inputs(node):
+    found = []
+
+    def collect(value):
+        if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+            found.append(value["config"]["keras_history"][0])
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                collect(v)
+
+    collect(node["args"])
+    return found
+
+
+def _tf_keras_inputs(node):
+    return [t[0] for t in node]
+
+
+def _rebuild_graph(model, graph, make_input, make_layer, model_cls):
+    edges, inputs, outputs = graph
+    tensors = {name: make_input(shape, name) for name, shape in inputs}
+    for name, sources in edges:
+        layer = model.get_layer(name)
+        new = make_layer(layer)
+        args = [tensors[i] for i in sources]
+        tensors[name] = new(args if len(args) > 1 else args[0])
+        new.set_weights(layer.get_weights())
+    outs = [tensors[n] for n in outputs]
+    return model_cls([tensors[n] for n, _ in inputs], outs if len(outs) > 1 else outs[0], name=model.name)
+
+
+def _no_counterpart(layer, side):
+    raise ValueError(
+        f"Layer {layer.name!r} ({type(layer).__name__}) has no {side} counterpart: the bridge "
+        "supports Conv2D, Dense, their quantized versions, BatchNormalization, ReLU, "
+        "Activation, pooling, Flatten, Add, Dropout and ZeroPadding2D."
+    )
+
+
+def _common_args(layer, kind):
+    """Constructor arguments of the supported layers, which Keras 3 and tf_keras name
+    alike (activations serialize to the same names, e.g. "linear", "relu")."""
+    c = layer.get_config()
+    if kind in ("conv", "dense"):
+        args = {"activation": c["activation"], "use_bias": c["use_bias"]}
+        if kind == "conv":
+            args.update(filters=c["filters"], kernel_size=tuple(c["kernel_size"]), strides=tuple(c["strides"]),
+                        padding=c["padding"], data_format=c["data_format"],
+                        dilation_rate=tuple(c["dilation_rate"]))
+        else:
+            args.update(units=c["units"])
+        return args
+    keys = {
+        "bn": ("axis", "momentum", "epsilon", "center", "scale"),
+        "relu": ("max_value", "negative_slope", "threshold"),
+        "activation": ("activation",),
+        "pool": ("pool_size", "strides", "padding", "data_format"),
+        "gap": ("data_format",),
+        "flatten": ("data_format",),
+        "dropout": ("rate",),
+        "zeropad": ("padding", "data_format"),
+        "add": (),
+    }[kind]
+    args = {k: c[k] for k in keys if k in c}
+    if kind == "bn" and isinstance(args.get("axis"), (list, tuple)):
+        args["axis"] = args["axis"][0] if len(args["axis"]) == 1 else list(args["axis"])
+    return args
+
+
+def _kind(layer, ns):
+    """The bridge's name for a layer type, given a namespace of classes (Keras 3 or tf_keras)."""
+    for kind, classes in ns.items():
+        if isinstance(layer, classes):
+            return kind
+    return None
+
+
+def to_larq(model):
+    """Rebuilds a Keras 3 functional/Sequential model with Larq's tf_keras layers and
+    copies its weights; outputs agree on the same inputs. Needs TF_USE_LEGACY_KERAS=1.
+
+    BiPer becomes `larq_interop.BiPer`, SteSign/ApproxSign Larq's own quantizers. A
+    per-channel `kernel_scale` has no Larq counterpart and is refused, like any layer
+    type the bridge does not know (the error names the layer).
+    """
+    import keras
+    import tensorflow as tf
+
+    from biper_keras import layers as bl
+    from biper_keras import quantizers
+
+    lq = import_larq()
+    classes = register()
+    k = tf.keras
+
+    def quantizer(q, layer):
+        if q is None:
+            return None
+        if isinstance(q, quantizers.BiPer):
+            return classes["BiPer"](omega=q.omega, binarize=q.binarize)
+        if isinstance(q, quantizers.SteSign):
+            return lq.quantizers.SteSign(clip_value=q.clip_value)
+        if isinstance(q, quantizers.ApproxSign):
+            return lq.quantizers.ApproxSign()
+        raise ValueError(f"Layer {layer.name!r}: quantizer {type(q).__name__} has no Larq counterpart.")
+
+    ns = {
+        "qconv": bl.QuantConv2D, "qdense": bl.QuantDense, "conv": keras.layers.Conv2D,
+        "dense": keras.layers.Dense, "bn": keras.layers.BatchNormalization, "relu": keras.layers.ReLU,
+        "activation": keras.layers.Activation, "pool": (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D),
+        "gap": keras.layers.GlobalAveragePooling2D, "flatten": keras.layers.Flatten, "add": keras.layers.Add,
+        "dropout": keras.layers.Dropout, "zeropad": keras.layers.ZeroPadding2D,
+    }
+
+    def make_layer(layer):
+        kind = _kind(layer, ns)
+        if kind is None:
+            _no_counterpart(layer, "Larq/tf_keras")
+        if kind in ("qconv", "qdense"):
+            if layer.alpha is not None:
+                raise ValueError(f"Layer {layer.name!r}: kernel_scale='channel' has no Larq counterpart.")
+            args = _common_args(layer, "conv" if kind == "qconv" else "dense")
+            q = dict(input_quantizer=quantizer(layer.input_quantizer, layer),
+                     kernel_quantizer=quantizer(layer.kernel_quantizer, layer))
+            if kind == "qconv":
+                return lq.layers.QuantConv2D(pad_values=layer.pad_values, name=layer.name, **args, **q)
+            return lq.layers.QuantDense(name=layer.name, **args, **q)
+        if kind == "pool":
+            cls = k.layers.MaxPooling2D if isinstance(layer, keras.layers.MaxPooling2D) else k.layers.AveragePooling2D
+            return cls(name=layer.name, **_common_args(layer, kind))
+        cls = {"conv": k.layers.Conv2D, "dense": k.layers.Dense, "bn": k.layers.BatchNormalization,
+               "relu": k.layers.ReLU, "activation": k.layers.Activation, "gap": k.layers.GlobalAveragePooling2D,
+               "flatten": k.layers.Flatten, "add": k.layers.Add, "dropout": k.layers.Dropout,
+               "zeropad": k.layers.ZeroPadding2D}[kind]
+        return cls(name=layer.name, **_common_args(layer, kind))
+
+    def make_input(shape, name):
+        return k.Input(shape, name=name)
+
+    return _rebuild_graph(model, _graph(model, _keras3_inputs), make_input, make_layer, k.Model)
+
+
+def from_larq(model):
+    """Rebuilds a tf_keras/Larq functional or Sequential model with this package's
+    Keras 3 layers and copies its weights; outputs agree on the same inputs."""
+    import keras
+    import tensorflow as tf
+
+    from biper_keras import layers as bl
+    from biper_keras import quantizers
+
+    lq = import_larq()
+    classes = register()
+    k = tf.keras
+
+    def quantizer(q, layer):
+        if q is None:
+            return None
+        if isinstance(q, classes["BiPer"]):
+            return quantizers.BiPer(omega=q.omega, binarize=q.binarize)
+        if isinstance(q, lq.quantizers.SteSign):
+            return quantizers.SteSign(clip_value=q.clip_value)
+        if isinstance(q, lq.quantizers.ApproxSign):
+            return quantizers.ApproxSign()
+        raise ValueError(f"Layer {layer.name!r}: quantizer {type(q).__name__} has no biper_keras counterpart.")
+
+    ns = {
+        "qconv": lq.layers.QuantConv2D, "qdense": lq.layers.QuantDense, "conv": k.layers.Conv2D,
+        "dense": k.layers.Dense, "bn": k.layers.BatchNormalization, "relu": k.layers.ReLU,
+        "activation": k.layers.Activation, "pool": (k.layers.MaxPooling2D, k.layers.AveragePooling2D),
+        "gap": k.layers.GlobalAveragePooling2D, "flatten": k.layers.Flatten, "add": k.layers.Add,
+        "dropout": k.layers.Dropout, "zeropad": k.layers.ZeroPadding2D,
+    }
+
+    def make_layer(layer):
+        kind = _kind(layer, ns)
+        if kind is None:
+            _no_counterpart(layer, "biper_keras/Keras 3")
+        if kind in ("qconv", "qdense"):
+            args = _common_args(layer, "conv" if kind == "qconv" else "dense")
+            q = dict(input_quantizer=quantizer(layer.input_quantizer, layer),
+                     kernel_quantizer=quantizer(layer.kernel_quantizer, layer))
+            if kind == "qconv":
+                return bl.QuantConv2D(pad_values=layer.pad_values, name=layer.name, **args, **q)
+            return bl.QuantDense(name=layer.name, **args, **q)
+        if kind == "pool":
+            cls = keras.layers.MaxPooling2D if isinstance(layer, k.layers.MaxPooling2D) else keras.layers.AveragePooling2D
+            return cls(name=layer.name, **_common_args(layer, kind))
+        cls = {"conv": keras.layers.Conv2D, "dense": keras.layers.Dense, "bn": bl.BatchNormalization,
+               "relu": keras.layers.ReLU, "activation": keras.layers.Activation,
+               "gap": keras.layers.GlobalAveragePooling2D, "flatten": keras.layers.Flatten,
+               "add": keras.layers.Add, "dropout": keras.layers.Dropout,
+               "zeropad": keras.layers.ZeroPadding2D}[kind]
+        return cls(name=layer.name, **_common_args(layer, kind))
+
+    def make_input(shape, name):
+        return keras.Input(shape, name=name)
+
+    return _rebuild_graph(model, _graph(model, _tf_keras_inputs), make_input, make_layer, keras.Model)
