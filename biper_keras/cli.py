@@ -295,11 +295,56 @@ def _summary(args):
 
 
 def _qe_sweep(args):
-    raise CommandError(
-        "`qe sweep` needs the training recipe (biper_keras.training), which is not in "
-        "this version yet",
-        code=EXIT_UNAVAILABLE,
-    )
+    """The omega ablation (paper Fig. 4): the recipe once per omega; accuracy, QE, b."""
+    import dataclasses
+    import pathlib
+
+    import keras
+    import numpy as np
+
+    from biper_keras import analysis
+    from biper_keras.training import train
+
+    omegas = [float(v) for v in args.omegas.split(",")]
+    if min(omegas) <= 0:
+        raise CommandError(f"--omegas must be > 0, got {args.omegas!r}")
+    base = _recipe(args)
+    data = _datasets(args, args.data)
+    out = pathlib.Path(args.out)
+    rows = []
+    for omega in omegas:
+        recipe = dataclasses.replace(base, omega=omega)
+        folder = out / f"omega_{omega:g}"
+        summary = train(recipe, data, folder, resume=args.resume or folder.exists() and any(folder.iterdir()),
+                        verbose=2)
+        report = analysis.qe_report(keras.models.load_model(folder / "stage2" / "model.keras"))
+        rows.append({"omega": omega, "test_accuracy": summary["stage2"]["test_accuracy"],
+                     "b": float(np.mean([r["b"] for r in report])),
+                     "b_omega": float(np.mean([r["b_omega"] for r in report])),
+                     "qe": float(np.mean([r["empirical_qe"] for r in report])),
+                     "qe_analytic": float(np.mean([r["analytic_qe"] for r in report]))})
+        (out / "sweep.json").write_text(json.dumps(rows, indent=2))
+    print(f"{'omega':>7} {'test acc':>9} {'mean b':>9} {'b*omega':>8} {'mean QE':>8}")
+    for r in rows:
+        print(f"{r['omega']:>7g} {r['test_accuracy']:>9.4f} {r['b']:>9.5f} {r['b_omega']:>8.4f} {r['qe']:>8.5f}")
+
+
+def _add_recipe_arguments(parser):
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--data", default=None, help="image folder (root/{train,test}/<class>/*) or a tfds name; default $BIPER_DATA_DIR")
+    parser.add_argument("--epochs", help="stage 1,stage 2 epochs (default 600,300)")
+    parser.add_argument("--lr", help="stage 1,stage 2 peak learning rates (default 0.021,0.0037)")
+    parser.add_argument("--weight-decay", help="stage 1,stage 2 (default 0.0016,0.00016)")
+    parser.add_argument("--tau", help="sin^2 regularizer weights (default 0.037,0.0468; 0 disables)")
+    parser.add_argument("--input-quantizer", default="approx_sign")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--warmup-epochs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="use only the first N images of each split")
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--download", action="store_true", help="let tensorflow-datasets download the data")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--resume", action="store_true", help="continue from the last complete epoch in --out")
 
 
 def _exit_code(err):
@@ -336,24 +381,10 @@ def build_parser():
     conv.set_defaults(run=_convert)
 
     tr = commands.add_parser("train", help="the two-stage BiPer recipe (or one stage with another binarizer)")
-    tr.add_argument("--model", default="resnet20")
-    tr.add_argument("--data", default=None, help="image folder (root/{train,test}/<class>/*) or a tfds name; default $BIPER_DATA_DIR")
+    _add_recipe_arguments(tr)
     tr.add_argument("--stage", choices=["both", "1", "2"], default="both")
-    tr.add_argument("--epochs", help="stage 1,stage 2 epochs (default 600,300)")
-    tr.add_argument("--lr", help="stage 1,stage 2 peak learning rates (default 0.021,0.0037)")
-    tr.add_argument("--weight-decay", help="stage 1,stage 2 (default 0.0016,0.00016)")
-    tr.add_argument("--tau", help="sin^2 regularizer weights (default 0.037,0.0468; 0 disables)")
     tr.add_argument("--omega", type=float, default=20.0)
     tr.add_argument("--quantizer", default="biper", help="weight binarizer: biper (two stages) or any registered name")
-    tr.add_argument("--input-quantizer", default="approx_sign")
-    tr.add_argument("--batch-size", type=int, default=256)
-    tr.add_argument("--warmup-epochs", type=int, default=5)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--limit", type=int, help="use only the first N images of each split")
-    tr.add_argument("--no-augment", action="store_true")
-    tr.add_argument("--download", action="store_true", help="let tensorflow-datasets download the data")
-    tr.add_argument("--out", required=True)
-    tr.add_argument("--resume", action="store_true", help="continue from the last complete epoch in --out")
     tr.add_argument("--no-convert", action="store_true", help="stop at the .keras model")
     tr.add_argument("--backend", choices=["tensorflow", "jax", "torch"])
     tr.set_defaults(run=_train)
@@ -390,8 +421,10 @@ def build_parser():
     report.add_argument("model")
     report.add_argument("--json", action="store_true")
     report.set_defaults(run=_qe_report)
-    sweep = qe.add_parser("sweep", help="train at several omega values (needs the training recipe)")
-    sweep.set_defaults(run=_qe_sweep)
+    sweep = qe.add_parser("sweep", help="the omega ablation: train the BiPer recipe once per omega")
+    _add_recipe_arguments(sweep)
+    sweep.add_argument("--omegas", default="1,5,10,20,50")
+    sweep.set_defaults(run=_qe_sweep, quantizer="biper", omega=20.0)
     return parser
 
 

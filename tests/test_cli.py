@@ -71,8 +71,20 @@ def test_qe_report_errors(tmp_path):
     _one_line_error(run("qe", "report", str(corrupt)), 3, "could not load")
 
 
-def test_qe_sweep_says_it_is_not_available_yet():
-    _one_line_error(run("qe", "sweep"), 4, "needs the training recipe")
+def test_qe_sweep_trains_once_per_omega(tmp_path):
+    sample = pathlib.Path(__file__).parents[1] / "biper_keras" / "sample_data" / "cifar10"
+    out = tmp_path / "sweep"
+    result = run("qe", "sweep", "--data", str(sample), "--omegas", "5,40", "--epochs", "1,1",
+                 "--batch-size", "50", "--limit", "100", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads((out / "sweep.json").read_text())
+    assert [r["omega"] for r in rows] == [5.0, 40.0]
+    for r in rows:
+        assert r["b_omega"] == pytest.approx(r["b"] * r["omega"], rel=1e-6)
+        assert 0.0 <= r["qe"] <= 0.11 and 0.0 <= r["test_accuracy"] <= 1.0
+    assert rows[0]["qe"] < rows[1]["qe"]  # a lower omega, a lower QE (rising branch)
+    _one_line_error(run("qe", "sweep", "--omegas", "0,5", "--out", str(tmp_path / "x"), "--data", str(sample)),
+                    3, "--omegas must be > 0")
 
 
 def test_version():
