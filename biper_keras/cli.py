@@ -255,7 +255,8 @@ def _train(args):
     data = _datasets(args, args.data)
     stages = {"both": None, "1": (1,), "2": (2,)}[args.stage]
     out = pathlib.Path(args.out)
-    summary = train(recipe, data, out, stages=stages, resume=args.resume, verbose=1 if sys.stdout.isatty() else 2)
+    summary = train(recipe, data, out, stages=stages, resume=args.resume, distribute=args.distribute,
+                    verbose=1 if sys.stdout.isatty() else 2)
     print(json.dumps({k: v for k, v in summary.items() if k != "recipe"}, indent=2))
     last = out / ("stage2" if (stages or (2,))[-1] == 2 else "stage1")
     if not args.no_convert:
@@ -387,6 +388,9 @@ def build_parser():
     tr.add_argument("--quantizer", default="biper", help="weight binarizer: biper (two stages) or any registered name")
     tr.add_argument("--no-convert", action="store_true", help="stop at the .keras model")
     tr.add_argument("--backend", choices=["tensorflow", "jax", "torch"])
+    tr.add_argument("--distribute", choices=["mirrored", "multi-worker", "tpu", "data-parallel"],
+                    help="multi-device: mirrored/multi-worker/tpu on TensorFlow, data-parallel on JAX; "
+                         "--batch-size is the global batch")
     tr.set_defaults(run=_train)
 
     qs = commands.add_parser("quickstart", help="train, convert and time a BiPer ResNet-20 on a shipped CIFAR-10 sample")

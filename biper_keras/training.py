@@ -249,7 +249,42 @@ def _compile(model, recipe, settings, steps_per_epoch):
     )
 
 
-def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callbacks=()):
+def distribution_scope(name):
+    """A function returning a (new) context in which to build and compile for
+    multi-device training.
+
+    TensorFlow backend: "mirrored" (all local devices), "multi-worker" (hosts listed in
+    the TF_CONFIG environment variable, one process per host), "tpu". JAX backend:
+    "data-parallel" (Keras's DataParallel over all local devices). None: one device.
+    """
+    import contextlib
+
+    if name is None:
+        return contextlib.nullcontext
+    backend = keras.backend.backend()
+    if backend == "tensorflow" and name in ("mirrored", "multi-worker", "tpu"):
+        import tensorflow as tf
+
+        if name == "mirrored":
+            strategy = tf.distribute.MirroredStrategy()
+        elif name == "multi-worker":
+            strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        else:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+            strategy = tf.distribute.TPUStrategy(resolver)
+        return strategy.scope
+    if backend == "jax" and name == "data-parallel":
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        return contextlib.nullcontext
+    raise ValueError(
+        f"Distribution {name!r} is not available on the {backend} backend: use mirrored, "
+        "multi-worker or tpu with TensorFlow, data-parallel with JAX."
+    )
+
+
+def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callbacks=(), distribute=None):
     """Runs the recipe on `data` (a `biper_keras.data.Datasets`), writing to `out_dir`:
 
         stage{n}/checkpoint.keras, state.json   after every epoch (atomic)
@@ -258,9 +293,12 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
         summary.json                             accuracy, epochs, time, images/s
 
     With `resume=True` a stage continues from its last complete epoch (weights and
-    optimizer state), and a finished stage is not run again. Returns the summary dict.
+    optimizer state), and a finished stage is not run again. `distribute` names a
+    multi-device setting (see `distribution_scope`); `recipe.batch_size` is then the
+    global batch. Returns the summary dict.
     """
     recipe.validate()
+    scope = distribution_scope(distribute)
     out = pathlib.Path(out_dir)
     stages = stages or ((1, 2) if recipe.two_stage else (2,))
     if not resume and out.exists() and any(out.iterdir()):
@@ -279,18 +317,19 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
             previous = keras.models.load_model(final)
             continue
         state = read_state(folder) if resume else None
-        if state:
-            model = keras.models.load_model(folder / "checkpoint.keras")
-            initial_epoch = state["epochs_done"]
-        else:
-            model = build_model(recipe, stage, data)
-            if stage == 2 and recipe.two_stage:
-                if previous is None and (out / "stage1" / "model.keras").exists():
-                    previous = keras.models.load_model(out / "stage1" / "model.keras")
-                if previous is not None:
-                    model.set_weights(previous.get_weights())  # stage 2 starts from stage 1
-            _compile(model, recipe, settings, steps_per_epoch)
-            initial_epoch = 0
+        with scope():
+            if state:
+                model = keras.models.load_model(folder / "checkpoint.keras")
+                initial_epoch = state["epochs_done"]
+            else:
+                model = build_model(recipe, stage, data)
+                if stage == 2 and recipe.two_stage:
+                    if previous is None and (out / "stage1" / "model.keras").exists():
+                        previous = keras.models.load_model(out / "stage1" / "model.keras")
+                    if previous is not None:
+                        model.set_weights(previous.get_weights())  # stage 2 starts from stage 1
+                _compile(model, recipe, settings, steps_per_epoch)
+                initial_epoch = 0
         start = time.perf_counter()
         history = model.fit(
             data.train, validation_data=data.test, epochs=settings.epochs, initial_epoch=initial_epoch,
