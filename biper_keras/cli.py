@@ -251,8 +251,11 @@ def _train(args):
     code = _maybe_other_backend(args)
     if code is not None:
         return code
+    import keras
+
     recipe = _recipe(args)
     data = _datasets(args, args.data)
+    print(f"training {recipe.model} ({recipe.kernel_quantizer}) on {data!r}, {keras.backend.backend()} backend")
     stages = {"both": None, "1": (1,), "2": (2,)}[args.stage]
     out = pathlib.Path(args.out)
     summary = train(recipe, data, out, stages=stages, resume=args.resume, distribute=args.distribute,

@@ -237,3 +237,12 @@ def test_summary_command(saved_model, tmp_path):
     assert stats["params_1bit"] == 3 * 3 * 3 * 16 and stats["binary_mac_ratio"] > 0.9
     assert "binarized MACs" in run("summary", str(path)).stdout
     _one_line_error(run("summary", str(tmp_path / "none.keras")), 3, "no such file")
+
+
+def test_train_on_another_backend(tmp_path):
+    out = tmp_path / "jax"
+    result = run("train", "--data", str(SAMPLE), "--quantizer", "ste_sign", "--epochs", "1", "--batch-size", "50",
+                 "--limit", "50", "--out", str(out), "--backend", "jax", "--no-convert")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["stage2"]["epochs"] == 1
+    assert "jax backend" in result.stdout and (out / "stage2" / "model.keras").exists()
