@@ -158,21 +158,13 @@ def _rebuild_graph(model, graph, make_input, make_layer, model_cls):
     return model_cls([tensors[n] for n, _ in inputs], outs if len(outs) > 1 else outs[0], name=model.name)
 
 
-def _no_counterpart(layer, side):
-    raise ValueError(
-        f"Layer {layer.name!r} ({type(layer).__name__}) has no {side} counterpart: the bridge "
-        "supports Conv2D, Dense, their quantized versions, BatchNormalization, ReLU, "
-        "Activation, pooling, Flatten, Add, Dropout and ZeroPadding2D."
-    )
-
-
 def _common_args(layer, kind):
     """Constructor arguments of the supported layers, which Keras 3 and tf_keras name
     alike (activations serialize to the same names, e.g. "linear", "relu")."""
     c = layer.get_config()
-    if kind in ("conv", "dense"):
+    if kind in ("conv", "qconv", "dense", "qdense"):
         args = {"activation": c["activation"], "use_bias": c["use_bias"]}
-        if kind == "conv":
+        if kind in ("conv", "qconv"):
             args.update(filters=c["filters"], kernel_size=tuple(c["kernel_size"]), strides=tuple(c["strides"]),
                         padding=c["padding"], data_format=c["data_format"],
                         dilation_rate=tuple(c["dilation_rate"]))
@@ -183,7 +175,8 @@ def _common_args(layer, kind):
         "bn": ("axis", "momentum", "epsilon", "center", "scale"),
         "relu": ("max_value", "negative_slope", "threshold"),
         "activation": ("activation",),
-        "pool": ("pool_size", "strides", "padding", "data_format"),
+        "maxpool": ("pool_size", "strides", "padding", "data_format"),
+        "avgpool": ("pool_size", "strides", "padding", "data_format"),
         "gap": ("data_format",),
         "flatten": ("data_format",),
         "dropout": ("rate",),
@@ -196,12 +189,40 @@ def _common_args(layer, kind):
     return args
 
 
-def _kind(layer, ns):
-    """The bridge's name for a layer type, given a namespace of classes (Keras 3 or tf_keras)."""
-    for kind, classes in ns.items():
-        if isinstance(layer, classes):
-            return kind
-    return None
+def _layer_kinds(layers_module, quant_conv, quant_dense, batch_norm=None):
+    """The bridge's layer kinds -> classes of one side. Quantized layers come first:
+    they subclass the float ones on both sides."""
+    m = layers_module
+    return {
+        "qconv": quant_conv, "qdense": quant_dense, "conv": m.Conv2D, "dense": m.Dense,
+        "bn": batch_norm or m.BatchNormalization, "relu": m.ReLU, "activation": m.Activation,
+        "maxpool": m.MaxPooling2D, "avgpool": m.AveragePooling2D, "gap": m.GlobalAveragePooling2D,
+        "flatten": m.Flatten, "add": m.Add, "dropout": m.Dropout, "zeropad": m.ZeroPadding2D,
+    }
+
+
+def _translate(model, source, target, quantizer, side, graph, make_input, model_cls):
+    """Rebuilds `model` (whose layers are classified by `source`) with `target`'s classes."""
+
+    def make_layer(layer):
+        kind = next((kind for kind, cls in source.items() if isinstance(layer, cls)), None)
+        if kind is None:
+            raise ValueError(
+                f"Layer {layer.name!r} ({type(layer).__name__}) has no {side} counterpart: the "
+                "bridge supports Conv2D, Dense, their quantized versions, BatchNormalization, "
+                "ReLU, Activation, pooling, Flatten, Add, Dropout and ZeroPadding2D."
+            )
+        args = _common_args(layer, kind)
+        if kind in ("qconv", "qdense"):
+            if getattr(layer, "alpha", None) is not None:
+                raise ValueError(f"Layer {layer.name!r}: kernel_scale='channel' has no Larq counterpart.")
+            args.update(input_quantizer=quantizer(layer.input_quantizer, layer),
+                        kernel_quantizer=quantizer(layer.kernel_quantizer, layer))
+            if kind == "qconv":
+                args["pad_values"] = layer.pad_values
+        return target[kind](name=layer.name, **args)
+
+    return _rebuild_graph(model, graph, make_input, make_layer, model_cls)
 
 
 def to_larq(model):
@@ -220,7 +241,6 @@ def to_larq(model):
 
     lq = import_larq()
     classes = register()
-    k = tf.keras
 
     def quantizer(q, layer):
         if q is None:
@@ -233,40 +253,12 @@ def to_larq(model):
             return lq.quantizers.ApproxSign()
         raise ValueError(f"Layer {layer.name!r}: quantizer {type(q).__name__} has no Larq counterpart.")
 
-    ns = {
-        "qconv": bl.QuantConv2D, "qdense": bl.QuantDense, "conv": keras.layers.Conv2D,
-        "dense": keras.layers.Dense, "bn": keras.layers.BatchNormalization, "relu": keras.layers.ReLU,
-        "activation": keras.layers.Activation, "pool": (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D),
-        "gap": keras.layers.GlobalAveragePooling2D, "flatten": keras.layers.Flatten, "add": keras.layers.Add,
-        "dropout": keras.layers.Dropout, "zeropad": keras.layers.ZeroPadding2D,
-    }
-
-    def make_layer(layer):
-        kind = _kind(layer, ns)
-        if kind is None:
-            _no_counterpart(layer, "Larq/tf_keras")
-        if kind in ("qconv", "qdense"):
-            if layer.alpha is not None:
-                raise ValueError(f"Layer {layer.name!r}: kernel_scale='channel' has no Larq counterpart.")
-            args = _common_args(layer, "conv" if kind == "qconv" else "dense")
-            q = dict(input_quantizer=quantizer(layer.input_quantizer, layer),
-                     kernel_quantizer=quantizer(layer.kernel_quantizer, layer))
-            if kind == "qconv":
-                return lq.layers.QuantConv2D(pad_values=layer.pad_values, name=layer.name, **args, **q)
-            return lq.layers.QuantDense(name=layer.name, **args, **q)
-        if kind == "pool":
-            cls = k.layers.MaxPooling2D if isinstance(layer, keras.layers.MaxPooling2D) else k.layers.AveragePooling2D
-            return cls(name=layer.name, **_common_args(layer, kind))
-        cls = {"conv": k.layers.Conv2D, "dense": k.layers.Dense, "bn": k.layers.BatchNormalization,
-               "relu": k.layers.ReLU, "activation": k.layers.Activation, "gap": k.layers.GlobalAveragePooling2D,
-               "flatten": k.layers.Flatten, "add": k.layers.Add, "dropout": k.layers.Dropout,
-               "zeropad": k.layers.ZeroPadding2D}[kind]
-        return cls(name=layer.name, **_common_args(layer, kind))
-
-    def make_input(shape, name):
-        return k.Input(shape, name=name)
-
-    return _rebuild_graph(model, _graph(model, _keras3_inputs), make_input, make_layer, k.Model)
+    return _translate(
+        model, _layer_kinds(keras.layers, bl.QuantConv2D, bl.QuantDense),
+        _layer_kinds(tf.keras.layers, lq.layers.QuantConv2D, lq.layers.QuantDense), quantizer,
+        "Larq/tf_keras", _graph(model, _keras3_inputs), lambda shape, name: tf.keras.Input(shape, name=name),
+        tf.keras.Model,
+    )
 
 
 def from_larq(model):
@@ -280,7 +272,6 @@ def from_larq(model):
 
     lq = import_larq()
     classes = register()
-    k = tf.keras
 
     def quantizer(q, layer):
         if q is None:
@@ -293,36 +284,9 @@ def from_larq(model):
             return quantizers.ApproxSign()
         raise ValueError(f"Layer {layer.name!r}: quantizer {type(q).__name__} has no biper_keras counterpart.")
 
-    ns = {
-        "qconv": lq.layers.QuantConv2D, "qdense": lq.layers.QuantDense, "conv": k.layers.Conv2D,
-        "dense": k.layers.Dense, "bn": k.layers.BatchNormalization, "relu": k.layers.ReLU,
-        "activation": k.layers.Activation, "pool": (k.layers.MaxPooling2D, k.layers.AveragePooling2D),
-        "gap": k.layers.GlobalAveragePooling2D, "flatten": k.layers.Flatten, "add": k.layers.Add,
-        "dropout": k.layers.Dropout, "zeropad": k.layers.ZeroPadding2D,
-    }
-
-    def make_layer(layer):
-        kind = _kind(layer, ns)
-        if kind is None:
-            _no_counterpart(layer, "biper_keras/Keras 3")
-        if kind in ("qconv", "qdense"):
-            args = _common_args(layer, "conv" if kind == "qconv" else "dense")
-            q = dict(input_quantizer=quantizer(layer.input_quantizer, layer),
-                     kernel_quantizer=quantizer(layer.kernel_quantizer, layer))
-            if kind == "qconv":
-                return bl.QuantConv2D(pad_values=layer.pad_values, name=layer.name, **args, **q)
-            return bl.QuantDense(name=layer.name, **args, **q)
-        if kind == "pool":
-            cls = keras.layers.MaxPooling2D if isinstance(layer, k.layers.MaxPooling2D) else keras.layers.AveragePooling2D
-            return cls(name=layer.name, **_common_args(layer, kind))
-        cls = {"conv": keras.layers.Conv2D, "dense": keras.layers.Dense, "bn": bl.BatchNormalization,
-               "relu": keras.layers.ReLU, "activation": keras.layers.Activation,
-               "gap": keras.layers.GlobalAveragePooling2D, "flatten": keras.layers.Flatten,
-               "add": keras.layers.Add, "dropout": keras.layers.Dropout,
-               "zeropad": keras.layers.ZeroPadding2D}[kind]
-        return cls(name=layer.name, **_common_args(layer, kind))
-
-    def make_input(shape, name):
-        return keras.Input(shape, name=name)
-
-    return _rebuild_graph(model, _graph(model, _tf_keras_inputs), make_input, make_layer, keras.Model)
+    return _translate(
+        model, _layer_kinds(tf.keras.layers, lq.layers.QuantConv2D, lq.layers.QuantDense),
+        _layer_kinds(keras.layers, bl.QuantConv2D, bl.QuantDense, bl.BatchNormalization), quantizer,
+        "biper_keras/Keras 3", _graph(model, _tf_keras_inputs), lambda shape, name: keras.Input(shape, name=name),
+        keras.Model,
+    )
