@@ -20,6 +20,18 @@ def quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_value
     )
 
 
+def batch_norm_factory(momentum):
+    """`bn(name)` -> the package's (fused on TF) BatchNormalization with `momentum`."""
+    return lambda name: BatchNormalization(momentum=momentum, name=name)
+
+
+def cifar_stem(input_shape, filters, bn):
+    """Input, float 3x3 conv, BN, hard tanh: (inputs, x)."""
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    return inputs, HardTanh(name="stem_act")(bn("stem_bn")(x))
+
+
 @register_model("resnet20")
 def resnet20(
     input_shape=(32, 32, 3),
@@ -43,12 +55,8 @@ def resnet20(
     """
     quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values, kernel_regularizer)
 
-    def bn(layer_name):
-        return BatchNormalization(momentum=bn_momentum, name=layer_name)
-
-    inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = HardTanh(name="stem_act")(bn("stem_bn")(x))
+    bn = batch_norm_factory(bn_momentum)
+    inputs, x = cifar_stem(input_shape, 16, bn)
     for stage, filters in enumerate((16, 32, 64)):
         for block in range(blocks_per_stage):
             for conv in range(2):
@@ -66,9 +74,7 @@ def _bireal_resnet(blocks, input_shape, num_classes, quant, bn_momentum, name):
     """ImageNet ResNet in Bi-Real style: a shortcut around every binary 3x3 conv; where
     the resolution halves, the shortcut is average pool + real 1x1 conv + BN."""
 
-    def bn(layer_name):
-        return BatchNormalization(momentum=bn_momentum, name=layer_name)
-
+    bn = batch_norm_factory(bn_momentum)
     inputs = keras.Input(input_shape)
     x = keras.layers.Conv2D(64, 7, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = keras.layers.ReLU(name="stem_relu")(bn("stem_bn")(x))
@@ -91,22 +97,22 @@ def _bireal_resnet(blocks, input_shape, num_classes, quant, bn_momentum, name):
     return keras.Model(inputs, outputs, name=name)
 
 
-@register_model("resnet18_imagenet")
-def resnet18_imagenet(input_shape=(224, 224, 3), num_classes=1000, kernel_quantizer="biper",
-                      input_quantizer="approx_sign", kernel_scale="channel", pad_values=1.0,
-                      bn_momentum=0.9, kernel_regularizer=None, name="resnet18_imagenet"):
-    """ImageNet ResNet-18 (~11.7M parameters), Bi-Real style; float stem and classifier."""
-    quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values, kernel_regularizer)
-    return _bireal_resnet((2, 2, 2, 2), input_shape, num_classes, quant, bn_momentum, name)
+def _register_imagenet_resnet(depth, blocks, params):
+    name = f"resnet{depth}_imagenet"
+
+    def build(input_shape=(224, 224, 3), num_classes=1000, kernel_quantizer="biper",
+              input_quantizer="approx_sign", kernel_scale="channel", pad_values=1.0,
+              bn_momentum=0.9, kernel_regularizer=None, name=name):
+        quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values, kernel_regularizer)
+        return _bireal_resnet(blocks, input_shape, num_classes, quant, bn_momentum, name)
+
+    build.__name__ = name
+    build.__doc__ = f"ImageNet ResNet-{depth} (~{params} parameters), Bi-Real style; float stem and classifier."
+    return register_model(name)(build)
 
 
-@register_model("resnet34_imagenet")
-def resnet34_imagenet(input_shape=(224, 224, 3), num_classes=1000, kernel_quantizer="biper",
-                      input_quantizer="approx_sign", kernel_scale="channel", pad_values=1.0,
-                      bn_momentum=0.9, kernel_regularizer=None, name="resnet34_imagenet"):
-    """ImageNet ResNet-34 (~21.8M parameters), Bi-Real style; float stem and classifier."""
-    quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values, kernel_regularizer)
-    return _bireal_resnet((3, 4, 6, 3), input_shape, num_classes, quant, bn_momentum, name)
+resnet18_imagenet = _register_imagenet_resnet(18, (2, 2, 2, 2), "11.7M")
+resnet34_imagenet = _register_imagenet_resnet(34, (3, 4, 6, 3), "21.8M")
 
 
 @register_model("resnet18")
@@ -118,12 +124,8 @@ def resnet18(input_shape=(32, 32, 3), num_classes=10, kernel_quantizer="biper",
     shape changes), hard tanh after each add, a float classifier."""
     quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values, kernel_regularizer)
 
-    def bn(layer_name):
-        return BatchNormalization(momentum=bn_momentum, name=layer_name)
-
-    inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(64, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = HardTanh(name="stem_act")(bn("stem_bn")(x))
+    bn = batch_norm_factory(bn_momentum)
+    inputs, x = cifar_stem(input_shape, 64, bn)
     for stage, filters in enumerate((64, 128, 256, 512)):
         for block in range(2):
             tag = f"s{stage}b{block}"

@@ -2,10 +2,9 @@
 
 import keras
 
-from biper_keras.layers import BatchNormalization
 from biper_keras.models.blocks import HardTanh, conv3x3
 from biper_keras.models.registry import register_model
-from biper_keras.models.resnet import quantization_args
+from biper_keras.models.resnet import batch_norm_factory, quantization_args
 
 
 @register_model("vgg_small")
@@ -15,14 +14,15 @@ def vgg_small(input_shape=(32, 32, 3), num_classes=10, kernel_quantizer="biper",
     """VGG-Small (128-128-256-256-512-512, ~4.66M parameters): a float first conv, five
     binary convs, each block conv -> (pool) -> BN -> hard tanh, and a float classifier."""
     quant = quantization_args(kernel_quantizer, input_quantizer, kernel_scale, pad_values, kernel_regularizer)
+    bn = batch_norm_factory(bn_momentum)
     inputs = keras.Input(input_shape)
     x = keras.layers.Conv2D(128, 3, padding="same", use_bias=False, name="conv0")(inputs)
-    x = HardTanh(name="act0")(BatchNormalization(momentum=bn_momentum, name="bn0")(x))
+    x = HardTanh(name="act0")(bn("bn0")(x))
     for i, (filters, pool) in enumerate(((128, True), (256, False), (256, True), (512, False), (512, True)), 1):
         x = conv3x3(filters, 1, quant, f"conv{i}")(x)
         if pool:
             x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
-        x = HardTanh(name=f"act{i}")(BatchNormalization(momentum=bn_momentum, name=f"bn{i}")(x))
+        x = HardTanh(name=f"act{i}")(bn(f"bn{i}")(x))
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = keras.layers.Dense(num_classes, name="classifier")(x)
     return keras.Model(inputs, outputs, name=name)
