@@ -1,7 +1,9 @@
 """biper-keras: binary neural networks (BiPer, ProxConnect++) for Keras 3, deployable
 with Larq Compute Engine."""
 
-from biper_keras import layers, quantizers, regularizers
+# Importing the package registers every serializable class (layers, quantizers, model
+# blocks, the learning-rate schedule), so keras.models.load_model reads our .keras files.
+from biper_keras import layers, models, quantizers, regularizers, training
 from biper_keras.layers import BatchNormalization, QuantConv2D, QuantDense
 from biper_keras.quantizers import ApproxSign, BiPer, SteSign
 from biper_keras.regularizers import SinSquared
@@ -12,7 +14,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "layers",
+    "models",
     "quantizers",
+    "training",
     "regularizers",
     "QuantConv2D",
     "QuantDense",

@@ -15,7 +15,6 @@ import pathlib
 import time
 
 import keras
-import numpy as np
 
 import biper_keras as bk
 from biper_keras.data import load_image_folder

@@ -1,7 +1,6 @@
 """LCE interpreter timing, the float twin, and the lce_benchmark_model driver/parser."""
 
 import json
-import os
 import pathlib
 import stat
 import sys

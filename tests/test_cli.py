@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import keras
-import numpy as np
 import pytest
 
 import biper_keras as bk
@@ -246,3 +245,20 @@ def test_train_on_another_backend(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((out / "summary.json").read_text())["stage2"]["epochs"] == 1
     assert "jax backend" in result.stdout and (out / "stage2" / "model.keras").exists()
+
+
+def test_a_trained_model_loads_in_a_fresh_process(tmp_path):
+    # A recipe checkpoint holds HardTanh, OptionAShortcut, the fused BatchNormalization
+    # and the WarmupCosine schedule: `import biper_keras` must register them all.
+    from biper_keras.models import get_model
+    from biper_keras.training import WarmupCosine
+
+    model = get_model("resnet20")
+    model.compile(keras.optimizers.SGD(WarmupCosine(0.1, 2, 10)), "mse")
+    path = tmp_path / "r20.keras"
+    model.save(path)
+    result = run("summary", str(path), "--json")
+    assert result.returncode == 0, result.stderr[-2000:]
+    from biper_keras.summary import summary
+
+    assert json.loads(result.stdout)["params"] == summary(model, print_fn=None).params

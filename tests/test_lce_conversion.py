@@ -57,7 +57,7 @@ def test_conversion_refuses_other_targets():
 
 # --- convert(): report, strict mode, parity ------------------------------------------
 
-from biper_keras.convert import ConversionError, ParityError, check_parity, convert  # noqa: E402
+from biper_keras.convert import ConversionError, check_parity, convert  # noqa: E402
 
 
 def test_report_names_every_fused_layer():
