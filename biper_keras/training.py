@@ -164,6 +164,9 @@ class Recipe:
     momentum: float = 0.9
     warmup_epochs: int = 5
     seed: int = 0
+    # Quantizers with an annealed mu (BNN+, BNN++): exponential from mu_start to mu_end.
+    mu_start: float = 1.0
+    mu_end: float = 16.0
 
     def validate(self):
         from biper_keras.models import available_models
@@ -330,16 +333,24 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
                         model.set_weights(previous.get_weights())  # stage 2 starts from stage 1
                 _compile(model, recipe, settings, steps_per_epoch)
                 initial_epoch = 0
+        annealing = []
+        if annealed_quantizers(model):
+            annealing = [MuSchedule(recipe.mu_start, recipe.mu_end, settings.epochs, "exponential")]
         start = time.perf_counter()
         history = model.fit(
             data.train, validation_data=data.test, epochs=settings.epochs, initial_epoch=initial_epoch,
             shuffle=False,  # the pipeline shuffles
             verbose=verbose,
-            callbacks=[*callbacks, EpochCheckpoint(folder, stage),
+            callbacks=[*callbacks, *annealing, EpochCheckpoint(folder, stage),
                        keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True),
                        keras.callbacks.TensorBoard(str(folder / "tensorboard"))],
         )
         seconds = time.perf_counter() - start
+        if any(isinstance(q, BNNPlusPlus) for q in annealed_quantizers(model)):
+            # BNN++ ends hard-binarized: the saved model is the deployable one.
+            hardened = harden(model)
+            _compile(hardened, recipe, settings, steps_per_epoch)
+            model = hardened
         _atomic_write(final, model.save)
         test_loss, test_acc = model.evaluate(data.test, verbose=0)[:2]
         epochs_run = settings.epochs - initial_epoch

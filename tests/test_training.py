@@ -127,3 +127,16 @@ def test_biper_recipe_adds_the_sin_squared_term(data):
 def test_bad_recipes(recipe, match):
     with pytest.raises(ValueError, match=match):
         recipe.validate()
+
+
+def test_bnn_pp_recipe_anneals_mu_and_ends_hard(data, tmp_path):
+    recipe = tiny_recipe(e2=2, kernel_quantizer="bnn_pp")
+    summary = train(recipe, data, tmp_path / "run", verbose=0)
+    final = keras.models.load_model(tmp_path / "run" / "stage2" / "model.keras")
+    quantizers = [l.kernel_quantizer for l in final.layers if hasattr(l, "kernel_quantizer")]
+    assert len(quantizers) == 18 and all(q.hard for q in quantizers)
+    assert all(float(np.array(q.mu)) == pytest.approx(16.0) for q in quantizers)
+    log = (tmp_path / "run" / "stage2" / "log.csv").read_text().splitlines()
+    mu_column = log[0].split(",").index("mu")
+    assert [float(line.split(",")[mu_column]) for line in log[1:]] == pytest.approx([1.0, 16.0])
+    assert 0.0 <= summary["stage2"]["test_accuracy"] <= 1.0  # evaluated hardened
