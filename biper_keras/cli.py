@@ -10,9 +10,9 @@ import os
 import subprocess
 import sys
 
-EXIT_USAGE = 2
+# Exit codes: 2 bad command line (argparse), 3 bad input, 5 a binary conv did not
+# fuse, 6 LCE and Keras disagree.
 EXIT_INPUT = 3
-EXIT_UNAVAILABLE = 4
 EXIT_NOT_FUSED = 5
 EXIT_PARITY = 6
 
