@@ -36,17 +36,9 @@ def load_image_folder(root=None, split="train", per_class=None, offset=0, image_
     """
     from PIL import Image
 
-    folder = data_folder(root) / split
-    if not folder.is_dir():
-        raise ValueError(f"Split folder not found: {folder}")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    if not classes:
-        raise ValueError(f"No class folders in {folder}")
     images, labels = [], []
-    for label, name in enumerate(classes):
-        files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ValueError(f"Class folder {folder / name} has no images")
+    classes = _class_files(data_folder(root) / split)
+    for label, (_, files) in enumerate(classes):
         end = None if per_class is None else offset + per_class
         for f in files[offset:end]:
             with Image.open(f) as img:
@@ -55,7 +47,24 @@ def load_image_folder(root=None, split="train", per_class=None, offset=0, image_
                     img = img.resize(image_size[::-1], Image.BILINEAR)
                 images.append(np.asarray(img, dtype=np.uint8))
             labels.append(label)
-    return np.stack(images), np.asarray(labels, dtype=np.int32), classes
+    return np.stack(images), np.asarray(labels, dtype=np.int32), [name for name, _ in classes]
+
+
+def _class_files(folder):
+    """[(class name, sorted image files)] of an image folder, classes alphabetical;
+    files that are not images (by suffix) are ignored."""
+    if not folder.is_dir():
+        raise ValueError(f"Split folder not found: {folder} (expected root/{{train,test}}/<class>/*)")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise ValueError(f"No class folders in {folder}")
+    result = []
+    for name in classes:
+        files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"Class folder {folder / name} has no images")
+        result.append((name, files))
+    return result
 
 
 # --- tf.data pipelines (TensorFlow's tf.data feeds every Keras backend) ---------------
@@ -85,26 +94,16 @@ class Datasets:
 
 
 def _folder_files(folder):
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    if not classes:
-        raise ValueError(f"No class folders in {folder}")
-    paths, labels = [], []
-    for label, name in enumerate(classes):
-        files = sorted(str(f) for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ValueError(f"Class folder {folder / name} has no images")
-        paths += files
-        labels += [label] * len(files)
-    return paths, labels, classes
+    classes = _class_files(folder)
+    paths = [str(f) for _, files in classes for f in files]
+    labels = [label for label, (_, files) in enumerate(classes) for _ in files]
+    return paths, labels, [name for name, _ in classes]
 
 
 def _folder_split(root, split, image_size, channels):
     import tensorflow as tf
 
-    folder = root / split
-    if not folder.is_dir():
-        raise ValueError(f"Split folder not found: {folder} (expected {root}/{{train,test}}/<class>/*)")
-    paths, labels, classes = _folder_files(folder)
+    paths, labels, classes = _folder_files(root / split)
     # A fixed permutation: files are listed class by class, and a `take(n)` or a
     # shuffle buffer smaller than the split must still see every class.
     order = np.random.RandomState(0).permutation(len(paths))

@@ -19,6 +19,19 @@ def run(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+def run_here(capsys, *args):
+    """The CLI in this process (no TensorFlow start-up): for the error paths."""
+    from biper_keras.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:  # argparse usage errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
 def _one_line_error(result, code, text):
     assert result.returncode == code, (result.returncode, result.stderr[-2000:])
     lines = [l for l in result.stderr.splitlines() if l.startswith("biper-keras")]
@@ -34,8 +47,8 @@ def test_qe_curve_writes_a_png(tmp_path):
     assert "max QE 0.102835 at b*omega = 0.954882" in result.stdout
 
 
-def test_qe_curve_rejects_bad_b(tmp_path):
-    _one_line_error(run("qe", "curve", "--b", "-0.1", "-o", str(tmp_path / "x.png")), 3, "`b` must be finite and > 0")
+def test_qe_curve_rejects_bad_b(tmp_path, capsys):
+    _one_line_error(run_here(capsys, "qe", "curve", "--b", "-0.1", "-o", str(tmp_path / "x.png")), 3, "`b` must be finite and > 0")
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +76,11 @@ def test_qe_report_json_matches_the_library(saved_model):
     assert "bconv" in table.stdout and "head" not in table.stdout
 
 
-def test_qe_report_errors(tmp_path):
-    _one_line_error(run("qe", "report", str(tmp_path / "missing.keras")), 3, "no such file")
+def test_qe_report_errors(tmp_path, capsys):
+    _one_line_error(run_here(capsys, "qe", "report", str(tmp_path / "missing.keras")), 3, "no such file")
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"not a zip file at all")
-    _one_line_error(run("qe", "report", str(corrupt)), 3, "could not load")
+    _one_line_error(run_here(capsys, "qe", "report", str(corrupt)), 3, "could not load")
 
 
 def test_qe_sweep_trains_once_per_omega(tmp_path):
@@ -148,13 +161,13 @@ def test_benchmark_compare_float_json(saved_model):
     assert report["best"]["1"]["speedup"] > 0
 
 
-def test_benchmark_errors(tmp_path, saved_model):
-    _one_line_error(run("benchmark", str(tmp_path / "nope.tflite")), 3, "no such file")
+def test_benchmark_errors(tmp_path, saved_model, capsys):
+    _one_line_error(run_here(capsys, "benchmark", str(tmp_path / "nope.tflite")), 3, "no such file")
     bogus = tmp_path / "bogus.tflite"
     bogus.write_bytes(b"\x00" * 64)
-    _one_line_error(run("benchmark", str(bogus)), 3, "is not a TFLite flatbuffer")
-    _one_line_error(run("benchmark", str(bogus), "--compare-float"), 3, "--compare-float needs the .keras model")
-    result = run("benchmark", str(saved_model[0]), "--threads", "0")
+    _one_line_error(run_here(capsys, "benchmark", str(bogus)), 3, "is not a TFLite flatbuffer")
+    _one_line_error(run_here(capsys, "benchmark", str(bogus), "--compare-float"), 3, "--compare-float needs the .keras model")
+    result = run_here(capsys, "benchmark", str(saved_model[0]), "--threads", "0")
     assert result.returncode == 2 and "values must be >= 1" in result.stderr
 
 
@@ -202,20 +215,20 @@ def test_train_one_stage_then_resume_finds_it_done(tmp_path):
         (("--data", "/nonexistent/folder"), "Data folder not found"),
     ],
 )
-def test_train_bad_input(tmp_path, extra, message):
+def test_train_bad_input(tmp_path, extra, message, capsys):
     args = ["train", "--data", str(SAMPLE), "--out", str(tmp_path / "x"), "--limit", "10"]
     for i in range(0, len(extra), 2):
         if extra[i] in args:
             args[args.index(extra[i]) + 1] = extra[i + 1]
         else:
             args += list(extra[i:i + 2])
-    _one_line_error(run(*args), 3, message)
+    _one_line_error(run_here(capsys, *args), 3, message)
 
 
-def test_train_without_data_says_how_to_point_at_it(tmp_path):
+def test_train_without_data_says_how_to_point_at_it(tmp_path, capsys):
     env_backup = os.environ.pop("BIPER_DATA_DIR", None)
     try:
-        _one_line_error(run("train", "--out", str(tmp_path / "x")), 3, "set BIPER_DATA_DIR")
+        _one_line_error(run_here(capsys, "train", "--out", str(tmp_path / "x")), 3, "set BIPER_DATA_DIR")
     finally:
         if env_backup is not None:
             os.environ["BIPER_DATA_DIR"] = env_backup
