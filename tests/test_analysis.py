@@ -136,3 +136,28 @@ def test_bad_targets():
         analysis.suggest_omega(b=0.1)
     with pytest.raises(ValueError, match="exactly one of `weights` and `b`"):
         analysis.suggest_omega(x=1.0)
+
+
+def test_qe_monitor_logs_every_biper_layer_each_epoch(tmp_path):
+    rng = np.random.default_rng(3)
+    model = _model_with_laplace_kernels(rng)
+    model.compile(keras.optimizers.SGD(0.5), "mse")
+    monitor = analysis.QEMonitor()
+    csv = tmp_path / "log.csv"
+    x = rng.normal(size=(16, 8, 8, 16)).astype("float32")
+    y = rng.normal(size=(16, 10)).astype("float32")
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[monitor, keras.callbacks.CSVLogger(str(csv))])
+    assert [h["epoch"] for h in monitor.history] == [0, 1]
+    last = {r["layer"]: r for r in monitor.history[-1]["layers"]}
+    assert set(last) == {"biper_conv", "biper_dense"}
+    fresh = {r["layer"]: r for r in analysis.qe_report(model)}
+    for name in last:  # the epoch-end report is the report of the final weights
+        assert last[name]["b"] == pytest.approx(fresh[name]["b"], rel=1e-6)
+        assert last[name]["empirical_qe"] == pytest.approx(fresh[name]["empirical_qe"], rel=1e-6)
+    header, *rows = csv.read_text().splitlines()
+    columns = header.split(",")
+    for name in ("qe/biper_conv", "b/biper_conv", "flips/biper_dense"):
+        assert name in columns
+    final = dict(zip(columns, rows[-1].split(",")))
+    assert float(final["qe/biper_conv"]) == pytest.approx(analysis.qe_report(model)[0]["empirical_qe"], rel=1e-6)
+    assert 0.0 < float(final["flips/biper_conv"]) < 1.0  # lr 0.5 moved some weights across a zero
