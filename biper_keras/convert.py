@@ -404,9 +404,7 @@ def _convert_tf_keras(model, target):
     import larq_compute_engine as lce
 
     flatbuffer = lce.convert_keras_model(model, target=target)
-    ops = op_histogram(flatbuffer)
-    size = int(sum(int(np.prod(w.shape)) for w in model.weights)) * 4
-    return ConversionResult(flatbuffer, target, dict(ops), [], size)
+    return ConversionResult(flatbuffer, target, dict(op_histogram(flatbuffer)), [], _float32_size(model))
 
 
 def _convert_in_tensorflow_subprocess(model, target, input_shape, verify, strict, data, min_top1):
