@@ -18,18 +18,19 @@ def _sign(a):
     return np.where(a >= 0, 1.0, -1.0).astype("float32")
 
 
-@pytest.mark.parametrize(
-    "size,kernel,strides,dilation",
-    [(9, 3, 1, 1), (9, 3, 2, 1), (8, 3, 2, 1), (10, 5, 3, 1), (9, 3, 1, 2), (7, 1, 2, 1)],
-)
-def test_conv_with_pad_values_one_matches_explicit_computation(size, kernel, strides, dilation):
+CONV_GEOMETRIES = [(9, 3, 1, 1), (9, 3, 2, 1), (8, 3, 2, 1), (10, 5, 3, 1), (9, 3, 1, 2), (7, 1, 2, 1)]
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("size,kernel,strides,dilation", CONV_GEOMETRIES)
+def test_conv_with_pad_values_one_matches_explicit_computation(size, kernel, strides, dilation, training):
     layer = bk.QuantConv2D(
         6, kernel, strides=strides, dilation_rate=dilation, padding="same", pad_values=1.0,
         input_quantizer="ste_sign", kernel_quantizer=bk.BiPer(omega=7.0),
         kernel_scale="channel", use_bias=True, bias_initializer="random_normal",
     )
     x = RNG.normal(size=(2, size, size, 3)).astype("float32")
-    y = np.array(layer(x))
+    y = np.array(layer(x, training=training))  # training: conv_SAME + border term
 
     # Independent: numpy binarization, SAME pad amounts from the output size, pad with +1.
     w = np.array(layer._kernel)
@@ -44,6 +45,27 @@ def test_conv_with_pad_values_one_matches_explicit_computation(size, kernel, str
     assert y.shape == (2, out, out, 6)
     assert y.shape == keras.layers.Conv2D(6, kernel, strides=strides, dilation_rate=dilation, padding="same").compute_output_shape(x.shape)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("size,kernel,strides,dilation", CONV_GEOMETRIES)
+def test_training_path_gradients_equal_the_explicit_pad_gradients(size, kernel, strides, dilation):
+    layer = bk.QuantConv2D(
+        5, kernel, strides=strides, dilation_rate=dilation, padding="same", pad_values=1.0,
+        input_quantizer="approx_sign", kernel_quantizer=bk.BiPer(omega=3.0), kernel_scale="channel",
+    )
+    x = tf.constant(RNG.normal(size=(3, size, size, 4)).astype("float32"))
+    layer(x)
+    grads = {}
+    for training in (True, False):  # False: the explicit pad + VALID conv
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(y * tf.sin(tf.reshape(tf.range(tf.size(y), dtype=y.dtype), y.shape) * 0.37))
+        grads[training] = tape.gradient(loss, [x, layer._kernel, layer.alpha])
+    for fast, reference in zip(grads[True], grads[False]):
+        scale = float(tf.reduce_max(tf.abs(reference)))
+        assert scale > 0
+        np.testing.assert_allclose(fast.numpy(), reference.numpy(), atol=1e-5 * scale)
 
 
 def test_zero_padding_equals_keras_conv_on_binarized_operands():
