@@ -1,13 +1,15 @@
 """Training-step time of ResNet-20 (CIFAR, 32x32) with BiPer layers vs its float twin,
-per Keras backend, variants interleaved in one process per backend.
+per Keras backend, variants interleaved in one process per backend; beside them, in
+their own processes, Larq's QuantConv2D(ste_sign) ResNet-20 (tf_keras) and a plain
+PyTorch ResNet-20 with the authors' stage-2 BiPer layer (written here from the paper).
 
-    python benchmarks/step_time.py                       # TF, JAX, torch; batch 128
-    python benchmarks/step_time.py --quick               # a smoke run
-    python benchmarks/step_time.py --backends tensorflow --rounds 5 --out results.json
+    python benchmarks/train_step.py                      # TF, JAX, torch, Larq, PyTorch ref.
+    python benchmarks/train_step.py --quick              # a smoke run
+    python benchmarks/train_step.py --backends tensorflow --rounds 5 --out results.json
 
-Prints a Markdown table of median ms/step and the BiPer/float ratio; `--out` also
-writes the raw numbers as JSON. Timings on shared machines are noisy: compare the
-ratios, which are measured in the same process, rather than absolute times.
+Prints a Markdown table of median ms/step and the ratios; `--out` also writes the raw
+numbers as JSON and a Markdown table next to it. Timings on shared machines are noisy:
+compare ratios measured in one process rather than absolute times.
 """
 
 import argparse
@@ -108,10 +110,101 @@ def larq_worker(batch, rounds, steps, warmup):
     return {"larq_ste_sign": statistics.median(times), "raw_ms": {"larq_ste_sign": times}}
 
 
+def pytorch_reference_worker(batch, rounds, steps, warmup):
+    """The authors' stage-2 BiPer ResNet-20 in plain PyTorch (NCHW, no Keras), from the
+    paper's description: weights sign(sin(omega*w)) with the gradient taken through the
+    sine (straight through the sign), a per-output-channel scale alpha on the conv
+    output, approx-sign activations, zero padding; with and without their per-sample
+    activation normalization (divide by the std over C, H, W in training). A float
+    PyTorch ResNet-20 of the same shape is timed in the same process."""
+    import numpy as np
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    omega = 20.0
+
+    def approx_sign(x):
+        # Forward sign; backward max(0, 2 - 2|x|) (Bi-Real), by the detach trick.
+        poly = torch.where(x.abs() < 1, 2 * x - x * x.abs(), torch.sign(x))
+        return torch.sign(x).detach() - poly.detach() + poly
+
+    class BiPerConv(nn.Conv2d):
+        def __init__(self, cin, cout, stride, normalize):
+            super().__init__(cin, cout, 3, stride, 1, bias=False)
+            self.alpha = nn.Parameter(torch.rand(cout, 1, 1))
+            self.normalize = normalize
+
+        def forward(self, x):
+            if self.normalize and self.training:
+                x = x / x.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+            s = torch.sin(omega * self.weight)
+            w = s + (torch.sign(s) - s).detach()
+            return F.conv2d(approx_sign(x), w, None, self.stride, self.padding) * self.alpha
+
+    class Shortcut(nn.Module):
+        def __init__(self, pad):
+            super().__init__()
+            self.pad = pad
+
+        def forward(self, x):
+            return F.pad(F.avg_pool2d(x, 2), (0, 0, 0, 0, self.pad, self.pad))
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride, conv):
+            super().__init__()
+            self.conv, self.bn = conv(cin, cout, stride), nn.BatchNorm2d(cout, momentum=0.1)
+            self.shortcut = Shortcut((cout - cin) // 2) if stride == 2 else nn.Identity()
+
+        def forward(self, x):
+            return F.hardtanh(self.bn(self.conv(x)) + self.shortcut(x))
+
+    def resnet20(conv):
+        layers, cin = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.Hardtanh()], 16
+        for stage, cout in enumerate((16, 32, 64)):
+            for i in range(6):
+                stride = 2 if stage > 0 and i == 0 else 1
+                layers.append(Block(cin, cout, stride, conv))
+                cin = cout
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
+        return nn.Sequential(*layers)
+
+    variants = {
+        "pytorch_biper": resnet20(lambda i, o, s: BiPerConv(i, o, s, normalize=False)),
+        "pytorch_biper_normalized": resnet20(lambda i, o, s: BiPerConv(i, o, s, normalize=True)),
+        "pytorch_float": resnet20(lambda i, o, s: nn.Conv2d(i, o, 3, s, 1, bias=False)),
+    }
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.normal(size=(batch, 3, 32, 32)).astype("float32"))
+    y = torch.from_numpy(rng.integers(0, 10, size=batch))
+    optimizers = {n: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for n, m in variants.items()}
+
+    def step(name):
+        model, opt = variants[name], optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    for name, model in variants.items():
+        model.train()
+        for _ in range(warmup):
+            step(name)
+    times = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name in variants:
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(name)
+            times[name].append((time.perf_counter() - start) / steps * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()} | {"raw_ms": times}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="tensorflow,jax,torch")
     parser.add_argument("--no-larq", action="store_true", help="skip Larq's tf_keras ResNet-20")
+    parser.add_argument("--no-pytorch", action="store_true", help="skip the plain PyTorch reference")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
@@ -122,8 +215,9 @@ def main():
     args = parser.parse_args()
     if args.quick:
         args.batch, args.rounds, args.steps, args.warmup = 16, 1, 2, 1
-    if args.worker == "larq":
-        print(json.dumps(larq_worker(args.batch, args.rounds, args.steps, args.warmup)))
+    if args.worker in ("larq", "pytorch"):
+        run = larq_worker if args.worker == "larq" else pytorch_reference_worker
+        print(json.dumps(run(args.batch, args.rounds, args.steps, args.warmup)))
         return
     if args.worker:
         print(json.dumps(worker(args.worker, args.batch, args.rounds, args.steps, args.warmup)))
@@ -133,6 +227,8 @@ def main():
     workers = args.backends.split(",")
     if not args.no_larq and "tensorflow" in workers:
         workers.insert(workers.index("tensorflow") + 1, "larq")
+    if not args.no_pytorch:
+        workers.append("pytorch")
     for backend in workers:
         cmd = [sys.executable, __file__, "--worker", backend, "--batch", str(args.batch),
                "--rounds", str(args.rounds), "--steps", str(args.steps), "--warmup", str(args.warmup)]
@@ -146,22 +242,50 @@ def main():
         results[backend] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{backend}: done", file=sys.stderr)
 
-    print(f"ResNet-20, batch {args.batch}, median of {args.rounds} rounds x {args.steps} steps\n")
-    print("| backend | BiPer ms/step | float ms/step | BiPer / float |")
-    print("|---|---|---|---|")
-    for backend, r in results.items():
-        if backend != "larq":
-            print(f"| {backend} | {r['biper']:.0f} | {r['float']:.0f} | {r['biper'] / r['float']:.2f} |")
-    if "larq" in results:
-        larq = results["larq"]["larq_ste_sign"]
-        ours = results["tensorflow"]["biper"]
-        print(f"\nLarq QuantConv2D(ste_sign) ResNet-20 on tf_keras: {larq:.0f} ms/step; "
-              f"our BiPer on TensorFlow / Larq = {ours / larq:.2f}")
+    table = report(results, args)
+    print(table)
     if args.out:
         meta = {"batch": args.batch, "rounds": args.rounds, "steps": args.steps,
-                "date": time.strftime("%Y-%m-%d")}
+                "date": time.strftime("%Y-%m-%d"), "versions": versions()}
         with open(args.out, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=2)
+        with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
+            f.write(table + f"\nMeasured {meta['date']}: {meta['versions']}\n")
+
+
+def report(results, args):
+    lines = [f"ResNet-20, batch {args.batch}, median of {args.rounds} rounds x {args.steps} steps", "",
+             "| backend | BiPer ms/step | float ms/step | BiPer / float |", "|---|---|---|---|"]
+    ours = {b: r["biper"] for b, r in results.items() if b not in ("larq", "pytorch")}
+    for backend in ours:
+        r = results[backend]
+        lines.append(f"| {backend} | {r['biper']:.0f} | {r['float']:.0f} | {r['biper'] / r['float']:.2f} |")
+    lines.append("")
+    if "larq" in results and "tensorflow" in results:
+        larq = results["larq"]["larq_ste_sign"]
+        lines.append(f"Larq QuantConv2D(ste_sign) ResNet-20 on tf_keras: {larq:.0f} ms/step; "
+                     f"our BiPer on TensorFlow / Larq = {ours['tensorflow'] / larq:.2f}")
+    if "pytorch" in results and ours:
+        ref = results["pytorch"]
+        best = min(ours, key=ours.get)
+        lines.append(f"PyTorch reference (authors' stage-2 layer): {ref['pytorch_biper']:.0f} ms/step, "
+                     f"{ref['pytorch_biper_normalized']:.0f} with per-sample activation normalization, "
+                     f"float {ref['pytorch_float']:.0f}; our best ({best}) / PyTorch reference = "
+                     f"{ours[best] / ref['pytorch_biper']:.2f} ({ours[best] / ref['pytorch_biper_normalized']:.2f} "
+                     "against the normalized one)")
+    return "\n".join(lines) + "\n"
+
+
+def versions():
+    from importlib import metadata
+
+    found = []
+    for name in ("tensorflow", "keras", "jax", "torch", "larq", "larq-compute-engine"):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join(found)
 
 
 if __name__ == "__main__":

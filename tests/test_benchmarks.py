@@ -3,10 +3,10 @@ import pathlib
 import subprocess
 import sys
 
-SCRIPT = pathlib.Path(__file__).parents[1] / "benchmarks" / "step_time.py"
+SCRIPT = pathlib.Path(__file__).parents[1] / "benchmarks" / "train_step.py"
 
 
-def test_step_time_quick_mode_prints_a_ratio_per_backend():
+def test_train_step_quick_mode_prints_the_ratios():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     # TensorFlow and Larq here; the JAX and torch paths are the same worker function.
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--backends", "tensorflow"],
