@@ -7,12 +7,16 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 
-# Exit codes: 2 bad command line (argparse), 3 bad input, 5 a binary conv did not
-# fuse, 6 LCE and Keras disagree.
+# Exit codes: 2 bad command line (argparse), 3 bad input, 4 a file could not be
+# written or read (unwritable folder, full disk), 5 a binary conv did not fuse, 6 LCE
+# and Keras disagree, 128 + signal number when interrupted (130 Ctrl-C, 143 SIGTERM).
 EXIT_INPUT = 3
+EXIT_IO = 4
 EXIT_NOT_FUSED = 5
 EXIT_PARITY = 6
 
@@ -254,6 +258,10 @@ def _train(args):
     import keras
 
     recipe = _recipe(args)
+    if args.deterministic:
+        from biper_keras.training import make_deterministic
+
+        make_deterministic(recipe.seed)  # before the data: tf.data seeds depend on it
     data = _datasets(args, args.data)
     print(f"training {recipe.model} ({recipe.kernel_quantizer}) on {data!r}, {keras.backend.backend()} backend")
     stages = {"both": None, "1": (1,), "2": (2,)}[args.stage]
@@ -360,6 +368,8 @@ def _exit_code(err):
         return EXIT_PARITY
     if isinstance(err, ConversionError):
         return EXIT_NOT_FUSED
+    if isinstance(err, OSError):
+        return EXIT_IO
     return EXIT_INPUT
 
 
@@ -391,6 +401,8 @@ def build_parser():
     tr.add_argument("--quantizer", default="biper", help="weight binarizer: biper (two stages) or any registered name")
     tr.add_argument("--no-convert", action="store_true", help="stop at the .keras model")
     tr.add_argument("--backend", choices=["tensorflow", "jax", "torch"])
+    tr.add_argument("--deterministic", action="store_true",
+                    help="repeatable runs: seeded, deterministic TensorFlow kernels (slower; docs/reliability.md)")
     tr.add_argument("--distribute", choices=["mirrored", "multi-worker", "tpu", "data-parallel"],
                     help="multi-device: mirrored/multi-worker/tpu on TensorFlow, data-parallel on JAX; "
                          "--batch-size is the global batch")
@@ -435,16 +447,54 @@ def build_parser():
     return parser
 
 
+def _is_user_facing(err):
+    """Errors that describe bad input or a failed read/write (one line, no traceback);
+    anything else is a bug and keeps its traceback. TensorFlow's runtime errors (e.g.
+    an image file that fails to decode mid-run) count as input errors."""
+    if isinstance(err, (CommandError, ValueError, TypeError, OSError, RuntimeError)):
+        return True
+    return type(err).__module__.startswith("tensorflow.python.framework.errors")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that training stops the same way (the checkpoints
+    are atomic, so stopping anywhere loses at most the current epoch)."""
+
+    signum = signal.SIGTERM
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def _interrupted(args, err):
+    signum = getattr(err, "signum", signal.SIGINT)
+    message = f"biper-keras: error: interrupted by {signal.Signals(signum).name}"
+    if getattr(args, "out", None) and args.command in ("train", "qe", "quickstart"):
+        message += f"; complete epochs are saved in {args.out}: rerun the command with --resume to continue"
+    print(message, file=sys.stderr)
+    return 128 + signum
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         code = args.run(args)
-    except (CommandError, ValueError, TypeError, OSError, RuntimeError) as err:
+    except KeyboardInterrupt as err:
         if args.verbose:
+            raise
+        return _interrupted(args, err)
+    except Exception as err:
+        if args.verbose or not _is_user_facing(err):
             raise
         first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"biper-keras: error: {first_line}", file=sys.stderr)
         return _exit_code(err)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return code or 0
 
 

@@ -13,6 +13,8 @@ import numpy as np
 __all__ = ["load_image_folder", "data_folder", "image_datasets", "Datasets"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# The first bytes of the formats tf.io.decode_image reads.
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a")
 
 
 def data_folder(root=None):
@@ -58,13 +60,29 @@ def _class_files(folder):
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
     if not classes:
         raise ValueError(f"No class folders in {folder}")
-    result = []
+    result, skipped = [], []
     for name in classes:
         files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
+        images = []
+        for f in files:
+            (images if _looks_like_an_image(f) else skipped).append(f)
+        if not images:
             raise ValueError(f"Class folder {folder / name} has no images")
-        result.append((name, files))
+        result.append((name, images))
+    if skipped:
+        import warnings
+
+        warnings.warn(f"{len(skipped)} file(s) in {folder} have an image suffix but are not JPEG/PNG/BMP/GIF "
+                      f"data, skipped (first: {skipped[0]}).", stacklevel=3)
     return result
+
+
+def _looks_like_an_image(path):
+    # Checked when listing, not when decoding: a file that fails to decode inside
+    # tf.data stops training mid-epoch, and tf.data's ignore_errors() makes the dataset
+    # size unknown (then Keras 3.15 counts one extra optimizer step per epoch).
+    with open(path, "rb") as f:
+        return f.read(8).startswith(_MAGIC)
 
 
 # --- tf.data pipelines (TensorFlow's tf.data feeds every Keras backend) ---------------
@@ -153,29 +171,33 @@ def _tfds_split(name, split, image_size, channels, data_dir, download):
     return ds, classes, count, (*size, channels)
 
 
-def _augment(kind, image_shape, seed):
+def _augment(kind, image_shape):
+    """`f(image, seed)`: the training augmentation, with stateless random ops driven
+    by a per-image seed (shape [2]), so that a parallel map is deterministic."""
     import tensorflow as tf
 
     h, w, c = image_shape
     if kind == "cifar":  # pad 4, random crop back, random horizontal flip
 
-        def f(x):
+        def f(x, seed):
+            crop, flip = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
             x = tf.pad(x, [[4, 4], [4, 4], [0, 0]])
-            x = tf.image.random_crop(x, (h, w, c), seed=seed)
-            return tf.image.random_flip_left_right(x, seed=seed)
+            x = tf.image.stateless_random_crop(x, (h, w, c), seed=crop)
+            return tf.image.stateless_random_flip_left_right(x, seed=flip)
 
         return f
     if kind == "imagenet":  # random resized crop (8%-100% of the area), flip
 
-        def f(x):
-            begin, size, _ = tf.image.sample_distorted_bounding_box(
-                tf.shape(x), tf.zeros((1, 0, 4)), min_object_covered=0.0,
+        def f(x, seed):
+            box, flip = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+            begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+                tf.shape(x), tf.zeros((1, 0, 4)), seed=box, min_object_covered=0.0,
                 aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), use_image_if_no_bounding_boxes=True)
             x = tf.image.resize(tf.slice(x, begin, size), (h, w))
-            return tf.image.random_flip_left_right(x, seed=seed)
+            return tf.image.stateless_random_flip_left_right(x, seed=flip)
 
         return f
-    return lambda x: x
+    return lambda x, seed: x
 
 
 def _center_crop(image_shape, fraction):
@@ -235,16 +257,22 @@ def image_datasets(source=None, *, batch_size=128, image_size=None, channels=3, 
         n_train, n_test = min(n_train, limit_per_split), min(n_test, limit_per_split)
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
-    augment_fn, crop_fn = _augment(augment, shape, seed), _center_crop(shape, eval_crop)
+    augment_fn, crop_fn = _augment(augment, shape), _center_crop(shape, eval_crop)
 
     def finish(ds, training):
         if cache:
             ds = ds.cache()
-        if training and shuffle:
-            ds = ds.shuffle(min(n_train, 50_000), seed=seed, reshuffle_each_iteration=True)
-        fn = augment_fn if training else crop_fn
-        ds = ds.map(lambda x, y: ((fn(tf.cast(x, tf.float32)) - mean) / std, y),
-                    num_parallel_calls=tf.data.AUTOTUNE)
+        if training:
+            if shuffle:
+                ds = ds.shuffle(min(n_train, 50_000), seed=seed, reshuffle_each_iteration=True)
+            # One seed per image, new every epoch, reproducible from `seed`.
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            ds = tf.data.Dataset.zip(ds, seeds).map(
+                lambda xy, s: ((augment_fn(tf.cast(xy[0], tf.float32), s) - mean) / std, xy[1]),
+                num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            ds = ds.map(lambda x, y: ((crop_fn(tf.cast(x, tf.float32)) - mean) / std, y),
+                        num_parallel_calls=tf.data.AUTOTUNE)
         return ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
 
     return Datasets(finish(train, True), finish(test, False), classes, shape, n_train, n_test)

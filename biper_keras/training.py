@@ -14,7 +14,8 @@ import keras
 from biper_keras.quantizers import BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
 from biper_keras.rebuild import rebuild
 
-__all__ = ["MuSchedule", "annealed_quantizers", "harden", "Recipe", "Stage", "WarmupCosine", "EpochCheckpoint", "train", "build_model", "read_state"]
+__all__ = ["MuSchedule", "annealed_quantizers", "harden", "Recipe", "Stage", "WarmupCosine", "EpochCheckpoint", "train", "build_model", "read_state",
+           "load_checkpoint", "make_deterministic"]
 
 _SCHEDULES = ("linear", "exponential")
 
@@ -205,22 +206,78 @@ def _atomic_write(path, write):
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves the whole model (weights and optimizer state) after every epoch, atomically,
-    then `state.json` with the number of completed epochs."""
+    """Saves the whole model (weights and optimizer state) after every epoch.
+
+    Each epoch writes `checkpoint-<epochs done>.keras` (temporary file + rename), then
+    commits it by rewriting `state.json` (same way), then deletes older checkpoints. A
+    kill at any moment leaves a `state.json` naming a complete checkpoint of a complete
+    epoch, never a half-written file under a real name."""
 
     def __init__(self, directory, stage):
         super().__init__()
         self.directory, self.stage = pathlib.Path(directory), stage
 
     def on_epoch_end(self, epoch, logs=None):
-        _atomic_write(self.directory / "checkpoint.keras", self.model.save)
-        state = {"stage": self.stage, "epochs_done": epoch + 1}
+        name = f"checkpoint-{epoch + 1:04d}.keras"
+        _atomic_write(self.directory / name, self.model.save)
+        state = {"stage": self.stage, "epochs_done": epoch + 1, "checkpoint": name}
         _atomic_write(self.directory / "state.json", lambda p: pathlib.Path(p).write_text(json.dumps(state)))
+        for old in self.directory.glob("checkpoint-*.keras"):
+            if old.name != name:
+                old.unlink()
 
 
 def read_state(directory):
+    """The committed state of a stage folder ({"stage", "epochs_done", "checkpoint"}),
+    or None before its first complete epoch."""
     path = pathlib.Path(directory) / "state.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}): delete it to restart the stage.") from None
+
+
+def load_checkpoint(directory):
+    """The model of the last complete epoch of a stage folder (with its optimizer)."""
+    state = read_state(directory)
+    path = pathlib.Path(directory) / state.get("checkpoint", "checkpoint.keras")
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(
+            f"Checkpoint {path} could not be loaded ({first}): delete {path.parent / 'state.json'} "
+            "to restart the stage from scratch."
+        ) from None
+
+
+def _prepare_resume(folder, epochs_done):
+    """Removes temporary files a killed run left, and log rows of epochs after the
+    last checkpoint (an epoch interrupted after its row was logged is run again)."""
+    for leftover in folder.glob(".*-*"):
+        if leftover.is_file():
+            leftover.unlink()
+    log = folder / "log.csv"
+    if log.exists():
+        lines = log.read_text().splitlines(keepends=True)
+        _atomic_write(log, lambda p: pathlib.Path(p).write_text("".join(lines[: 1 + epochs_done])))
+
+
+def make_deterministic(seed=0):
+    """Makes training repeatable in this process: seeds Python, NumPy and the backend
+    (`keras.utils.set_random_seed`) and, on TensorFlow, turns on deterministic kernels
+    (`tf.config.experimental.enable_op_determinism()`, process-wide and not undoable).
+
+    Call it before building the data pipelines: tf.data combines its own seeds with
+    the global seed in force when a pipeline is built. Then two runs (data + `train`)
+    with the same recipe give identical weights. Cost: docs/reliability.md."""
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
 def build_model(recipe, stage, data):
@@ -298,7 +355,8 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
     With `resume=True` a stage continues from its last complete epoch (weights and
     optimizer state), and a finished stage is not run again. `distribute` names a
     multi-device setting (see `distribution_scope`); `recipe.batch_size` is then the
-    global batch. Returns the summary dict.
+    global batch. For repeatable runs call `make_deterministic(recipe.seed)` before
+    building `data`. Returns the summary dict.
     """
     recipe.validate()
     scope = distribution_scope(distribute)
@@ -320,9 +378,11 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
             previous = keras.models.load_model(final)
             continue
         state = read_state(folder) if resume else None
+        if resume:
+            _prepare_resume(folder, state["epochs_done"] if state else 0)
         with scope():
             if state:
-                model = keras.models.load_model(folder / "checkpoint.keras")
+                model = load_checkpoint(folder)
                 initial_epoch = state["epochs_done"]
             else:
                 model = build_model(recipe, stage, data)
@@ -341,9 +401,8 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
             data.train, validation_data=data.test, epochs=settings.epochs, initial_epoch=initial_epoch,
             shuffle=False,  # the pipeline shuffles
             verbose=verbose,
-            callbacks=[*callbacks, *annealing, EpochCheckpoint(folder, stage),
-                       keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True),
-                       keras.callbacks.TensorBoard(str(folder / "tensorboard"))],
+            callbacks=[*callbacks, *annealing, keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True),
+                       keras.callbacks.TensorBoard(str(folder / "tensorboard")), EpochCheckpoint(folder, stage)],
         )
         seconds = time.perf_counter() - start
         if any(isinstance(q, BNNPlusPlus) for q in annealed_quantizers(model)):

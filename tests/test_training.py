@@ -55,8 +55,8 @@ def test_resume_continues_at_the_next_epoch_with_the_optimizer_state(data, tmp_p
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         _train_with_stop(recipe, data, out, StopAfterFirstEpoch())
-    assert read_state(out / "stage2") == {"stage": 2, "epochs_done": 1}
-    saved = keras.models.load_model(out / "stage2" / "checkpoint.keras")
+    assert read_state(out / "stage2") == {"stage": 2, "epochs_done": 1, "checkpoint": "checkpoint-0001.keras"}
+    saved = keras.models.load_model(out / "stage2" / "checkpoint-0001.keras")
     saved_opt = [np.array(v) for v in saved.optimizer.variables]
 
     starts = {}
@@ -76,7 +76,8 @@ def test_resume_continues_at_the_next_epoch_with_the_optimizer_state(data, tmp_p
     assert starts["iterations"] == 2  # one epoch of 100 images at batch 50
     for a, b in zip(saved_opt, starts["opt"]):
         np.testing.assert_array_equal(a, b)
-    assert read_state(out / "stage2") == {"stage": 2, "epochs_done": 3}
+    assert read_state(out / "stage2") == {"stage": 2, "epochs_done": 3, "checkpoint": "checkpoint-0003.keras"}
+    assert [p.name for p in (out / "stage2").glob("checkpoint-*.keras")] == ["checkpoint-0003.keras"]
     assert summary["stage2"]["epochs"] == 3
 
 
