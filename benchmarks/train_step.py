@@ -21,14 +21,17 @@ import sys
 import time
 
 
-def worker(backend, batch, rounds, steps, warmup):
+def worker(backend, batch, rounds, steps, warmup, deterministic=False):
     os.environ["KERAS_BACKEND"] = backend
     import keras
     import numpy as np
 
     from biper_keras.models import get_model
+    from biper_keras.training import make_deterministic
 
     assert keras.backend.backend() == backend
+    if deterministic:
+        make_deterministic(0)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, size=batch)
@@ -210,6 +213,8 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="batch 16, 1 round of 2 steps")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="time our variants with training.make_deterministic (its cost)")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -220,7 +225,7 @@ def main():
         print(json.dumps(run(args.batch, args.rounds, args.steps, args.warmup)))
         return
     if args.worker:
-        print(json.dumps(worker(args.worker, args.batch, args.rounds, args.steps, args.warmup)))
+        print(json.dumps(worker(args.worker, args.batch, args.rounds, args.steps, args.warmup, args.deterministic)))
         return
 
     results = {}
@@ -231,6 +236,7 @@ def main():
         workers.append("pytorch")
     for backend in workers:
         cmd = [sys.executable, __file__, "--worker", backend, "--batch", str(args.batch),
+               *(["--deterministic"] if args.deterministic else []),
                "--rounds", str(args.rounds), "--steps", str(args.steps), "--warmup", str(args.warmup)]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         env.pop("TF_USE_LEGACY_KERAS", None)
@@ -245,7 +251,7 @@ def main():
     table = report(results, args)
     print(table)
     if args.out:
-        meta = {"batch": args.batch, "rounds": args.rounds, "steps": args.steps,
+        meta = {"batch": args.batch, "rounds": args.rounds, "steps": args.steps, "deterministic": args.deterministic,
                 "date": time.strftime("%Y-%m-%d"), "versions": versions()}
         with open(args.out, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=2)

@@ -1,3 +1,4 @@
+import json
 import os
 import pathlib
 import subprocess
@@ -8,7 +9,7 @@ SCRIPT = pathlib.Path(__file__).parents[1] / "benchmarks" / "train_step.py"
 
 def test_train_step_quick_mode_prints_the_ratios():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    # TensorFlow and Larq here; the JAX and torch paths are the same worker function.
+    # TensorFlow, Larq and the PyTorch reference; JAX and torch run the same worker function.
     result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--backends", "tensorflow"],
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -19,6 +20,8 @@ def test_train_step_quick_mode_prints_the_ratios():
         assert biper > 0 and flt > 0 and abs(ratio - biper / flt) < 0.02 + 0.01 * ratio
     larq = [l for l in result.stdout.splitlines() if l.startswith("Larq QuantConv2D(ste_sign)")]
     assert len(larq) == 1 and "our BiPer on TensorFlow / Larq = " in larq[0]
+    reference = [l for l in result.stdout.splitlines() if l.startswith("PyTorch reference")]
+    assert len(reference) == 1 and "our best (tensorflow) / PyTorch reference = " in reference[0]
 
 
 def test_inference_quick_mode_prints_the_table():
@@ -29,3 +32,52 @@ def test_inference_quick_mode_prints_the_table():
     rows = [l for l in result.stdout.splitlines() if l.startswith("| resnet20 |")]
     assert len(rows) == 2  # 1 and 2 threads
     assert all(float(r.split("|")[7].strip().rstrip("x")) > 5 for r in rows)  # size ratio
+
+
+def _load(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_input_pipeline_quick_mode(tmp_path, capsys):
+    _load("input_pipeline").main(["--quick", "--out", str(tmp_path / "pipe.json")])
+    result = json.loads((tmp_path / "pipe.json").read_text())
+    assert result["train_images"] == 500  # the packaged sample
+    assert result["later_epoch_images_per_second"] > 0 and result["training_images_per_second"] > 0
+    assert abs(result["headroom"] - result["later_epoch_images_per_second"] / result["training_images_per_second"]) < 1e-9
+    assert "| ResNet-20 BiPer training step consumes |" in (tmp_path / "pipe.md").read_text()
+
+
+def test_full_scale_quick_mode_extrapolates_from_the_measured_rate(tmp_path):
+    _load("full_scale").main(["--quick", "--out", str(tmp_path / "full.json")])
+    (row,) = json.loads((tmp_path / "full.json").read_text())["rows"]
+    assert row["model"] == "resnet20" and 0.26e6 < row["parameters"] < 0.28e6
+    assert abs(row["cpu_hours"] - 900 * 50_000 / row["images_per_second"] / 3600) < 1e-6
+
+
+def test_accuracy_and_omega_reports_from_finished_runs(tmp_path):
+    """The aggregation of benchmarks/accuracy.py and omega_ablation.py on run folders
+    shaped like the CLI's (the CLI runs themselves are tested in test_cli.py)."""
+    accuracy = _load("accuracy")
+    folder = tmp_path / "biper"
+    for stage, acc in (("stage1", 0.4), ("stage2", 0.5)):
+        (folder / stage).mkdir(parents=True)
+        (folder / stage / "log.csv").write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.3,1.9,0.35,1.8\n1,0.4,1.7,0.45,1.6\n")
+    summary = {s: {"test_accuracy": a, "seconds": 60.0, "images_per_second": 200.0}
+               for s, a in (("stage1", 0.45), ("stage2", 0.52))}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    result = accuracy.collect("biper", folder, ["--epochs", "2,2"])
+    assert result["test_accuracy"] == 0.52 and result["epochs"] == 4 and result["minutes"] == 2.0
+    assert [c["epoch"] for c in result["curve"]] == [1, 2, 3, 4] and result["images_per_second"] == 200.0
+    meta = {"date": "2026-11-22", "batch_size": 128, "seed": 0, "train_images": 100, "test_images": 50, "epochs": [2, 2]}
+    accuracy.write_outputs([result], tmp_path / "out" / "accuracy", meta)
+    assert "| biper | 4 | 0.5200 (stage1 0.4500, stage2 0.5200) | 200 | 2.0 |" in (tmp_path / "out" / "accuracy.md").read_text()
+    assert (tmp_path / "out" / "accuracy.png").stat().st_size > 1000
+    rows = [{"omega": w, "test_accuracy": 0.3, "b": 0.05, "b_omega": 0.05 * w, "qe": 0.01 * i, "qe_analytic": 0.01 * i}
+            for i, w in enumerate((1.0, 20.0))]
+    _load("omega_ablation").plot(rows, tmp_path / "omega.png")
+    assert (tmp_path / "omega.png").stat().st_size > 1000

@@ -227,3 +227,28 @@ def test_two_deterministic_runs_give_identical_weights(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     verdict, count, trained = result.stdout.split()[-3:]
     assert verdict == "IDENTICAL" and int(count) > 50 and int(trained) > 50
+
+
+# --- the CLI's error contract ----------------------------------------------------------
+
+
+def test_verbose_shows_the_traceback_and_bugs_keep_theirs(tmp_path, capsys, monkeypatch):
+    from biper_keras import cli
+
+    with pytest.raises(cli.CommandError, match="no such file"):
+        cli.main(["--verbose", "summary", str(tmp_path / "missing.keras")])
+
+    def bug(args):
+        raise KeyError("a bug, not bad input")
+
+    monkeypatch.setattr(cli, "_summary", bug)
+    with pytest.raises(KeyError):  # not turned into a one-line message
+        cli.main(["summary", str(tmp_path / "missing.keras")])
+
+
+def test_exit_codes_are_distinct():
+    from biper_keras import cli
+
+    codes = [2, cli.EXIT_INPUT, cli.EXIT_IO, cli.EXIT_NOT_FUSED, cli.EXIT_PARITY,
+             128 + signal.SIGINT, 128 + signal.SIGTERM]
+    assert len(set(codes)) == len(codes)
