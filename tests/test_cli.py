@@ -11,32 +11,13 @@ import pytest
 
 import biper_keras as bk
 from biper_keras import analysis
+from helpers import assert_one_line_error, run_cli_here
 
 
 def run(*args):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
     return subprocess.run([sys.executable, "-m", "biper_keras.cli", *args], env=env,
                           capture_output=True, text=True, timeout=300)
-
-
-def run_here(capsys, *args):
-    """The CLI in this process (no TensorFlow start-up): for the error paths."""
-    from biper_keras.cli import main
-
-    capsys.readouterr()
-    try:
-        code = main(list(args))
-    except SystemExit as exit_:  # argparse usage errors
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
-
-
-def _one_line_error(result, code, text):
-    assert result.returncode == code, (result.returncode, result.stderr[-2000:])
-    lines = [l for l in result.stderr.splitlines() if l.startswith("biper-keras")]
-    assert len(lines) == 1 and text in lines[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
 
 
 def test_qe_curve_writes_a_png(tmp_path):
@@ -48,7 +29,7 @@ def test_qe_curve_writes_a_png(tmp_path):
 
 
 def test_qe_curve_rejects_bad_b(tmp_path, capsys):
-    _one_line_error(run_here(capsys, "qe", "curve", "--b", "-0.1", "-o", str(tmp_path / "x.png")), 3, "`b` must be finite and > 0")
+    assert_one_line_error(run_cli_here(capsys, "qe", "curve", "--b", "-0.1", "-o", str(tmp_path / "x.png")), 3, "`b` must be finite and > 0")
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +58,10 @@ def test_qe_report_json_matches_the_library(saved_model):
 
 
 def test_qe_report_errors(tmp_path, capsys):
-    _one_line_error(run_here(capsys, "qe", "report", str(tmp_path / "missing.keras")), 3, "no such file")
+    assert_one_line_error(run_cli_here(capsys, "qe", "report", str(tmp_path / "missing.keras")), 3, "no such file")
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"not a zip file at all")
-    _one_line_error(run_here(capsys, "qe", "report", str(corrupt)), 3, "could not load")
+    assert_one_line_error(run_cli_here(capsys, "qe", "report", str(corrupt)), 3, "could not load")
 
 
 def test_qe_sweep_trains_once_per_omega(tmp_path):
@@ -95,7 +76,7 @@ def test_qe_sweep_trains_once_per_omega(tmp_path):
         assert r["b_omega"] == pytest.approx(r["b"] * r["omega"], rel=1e-6)
         assert 0.0 <= r["qe"] <= 0.11 and 0.0 <= r["test_accuracy"] <= 1.0
     assert rows[0]["qe"] < rows[1]["qe"]  # a lower omega, a lower QE (rising branch)
-    _one_line_error(run("qe", "sweep", "--omegas", "0,5", "--out", str(tmp_path / "x"), "--data", str(sample)),
+    assert_one_line_error(run("qe", "sweep", "--omegas", "0,5", "--out", str(tmp_path / "x"), "--data", str(sample)),
                     3, "--omegas must be > 0")
 
 
@@ -122,10 +103,10 @@ def test_convert_writes_tflite_and_reports(saved_model, tmp_path):
 
 
 def test_convert_errors(tmp_path):
-    _one_line_error(run("convert", str(tmp_path / "missing.keras")), 3, "no such file")
+    assert_one_line_error(run("convert", str(tmp_path / "missing.keras")), 3, "no such file")
     corrupt = tmp_path / "corrupt.keras"
     corrupt.write_bytes(b"PK\x03\x04 truncated")
-    _one_line_error(run("convert", str(corrupt)), 3, "could not load")
+    assert_one_line_error(run("convert", str(corrupt)), 3, "could not load")
 
 
 def test_convert_unfused_layer_exits_5(tmp_path):
@@ -135,7 +116,7 @@ def test_convert_unfused_layer_exits_5(tmp_path):
     ])
     path = tmp_path / "stage1.keras"
     model.save(path)
-    _one_line_error(run("convert", str(path)), 5, "sine (float kernel")
+    assert_one_line_error(run("convert", str(path)), 5, "sine (float kernel")
     assert run("convert", str(path), "--allow-unfused").returncode == 0
 
 
@@ -162,12 +143,12 @@ def test_benchmark_compare_float_json(saved_model):
 
 
 def test_benchmark_errors(tmp_path, saved_model, capsys):
-    _one_line_error(run_here(capsys, "benchmark", str(tmp_path / "nope.tflite")), 3, "no such file")
+    assert_one_line_error(run_cli_here(capsys, "benchmark", str(tmp_path / "nope.tflite")), 3, "no such file")
     bogus = tmp_path / "bogus.tflite"
     bogus.write_bytes(b"\x00" * 64)
-    _one_line_error(run_here(capsys, "benchmark", str(bogus)), 3, "is not a TFLite flatbuffer")
-    _one_line_error(run_here(capsys, "benchmark", str(bogus), "--compare-float"), 3, "--compare-float needs the .keras model")
-    result = run_here(capsys, "benchmark", str(saved_model[0]), "--threads", "0")
+    assert_one_line_error(run_cli_here(capsys, "benchmark", str(bogus)), 3, "is not a TFLite flatbuffer")
+    assert_one_line_error(run_cli_here(capsys, "benchmark", str(bogus), "--compare-float"), 3, "--compare-float needs the .keras model")
+    result = run_cli_here(capsys, "benchmark", str(saved_model[0]), "--threads", "0")
     assert result.returncode == 2 and "values must be >= 1" in result.stderr
 
 
@@ -201,7 +182,7 @@ def test_train_one_stage_then_resume_finds_it_done(tmp_path):
     assert (out / "stage2" / "model.keras").exists() and (out / "model.tflite").exists()
     conversion = json.loads((out / "conversion.json").read_text())
     assert conversion["ops"]["LceBconv2d"] == 18
-    _one_line_error(run(*args), 3, "is not empty: pass resume=True")
+    assert_one_line_error(run(*args), 3, "is not empty: pass resume=True")
     again = run(*args, "--resume")
     assert again.returncode == 0, again.stderr[-2000:]
 
@@ -222,13 +203,13 @@ def test_train_bad_input(tmp_path, extra, message, capsys):
             args[args.index(extra[i]) + 1] = extra[i + 1]
         else:
             args += list(extra[i:i + 2])
-    _one_line_error(run_here(capsys, *args), 3, message)
+    assert_one_line_error(run_cli_here(capsys, *args), 3, message)
 
 
 def test_train_without_data_says_how_to_point_at_it(tmp_path, capsys):
     env_backup = os.environ.pop("BIPER_DATA_DIR", None)
     try:
-        _one_line_error(run_here(capsys, "train", "--out", str(tmp_path / "x")), 3, "set BIPER_DATA_DIR")
+        assert_one_line_error(run_cli_here(capsys, "train", "--out", str(tmp_path / "x")), 3, "set BIPER_DATA_DIR")
     finally:
         if env_backup is not None:
             os.environ["BIPER_DATA_DIR"] = env_backup
@@ -248,7 +229,7 @@ def test_summary_command(saved_model, tmp_path):
     stats = json.loads(result.stdout)
     assert stats["params_1bit"] == 3 * 3 * 3 * 16 and stats["binary_mac_ratio"] > 0.9
     assert "binarized MACs" in run("summary", str(path)).stdout
-    _one_line_error(run("summary", str(tmp_path / "none.keras")), 3, "no such file")
+    assert_one_line_error(run("summary", str(tmp_path / "none.keras")), 3, "no such file")
 
 
 def test_train_on_another_backend(tmp_path):

@@ -18,28 +18,13 @@ import numpy as np
 import pytest
 
 import biper_keras as bk
+from helpers import assert_one_line_error, run_cli_here
 from biper_keras.data import image_datasets
 from biper_keras.training import read_state
 
 SAMPLE = pathlib.Path(__file__).parents[1] / "biper_keras" / "sample_data" / "cifar10"
 TRAIN = ("train", "--data", str(SAMPLE), "--quantizer", "bnn", "--batch-size", "50", "--limit", "100",
          "--no-convert")
-
-
-def _one_line_error(result, code, text):
-    assert result.returncode == code, (result.returncode, result.stderr[-2000:])
-    lines = [l for l in result.stderr.splitlines() if l.startswith("biper-keras")]
-    assert len(lines) == 1 and text in lines[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-
-
-def run_here(capsys, *args):
-    from biper_keras.cli import main
-
-    capsys.readouterr()
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out, err)
 
 
 # --- interruption ------------------------------------------------------------------
@@ -133,8 +118,8 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, capsys, 
         return original_save(self, path, *args, **kwargs)
 
     monkeypatch.setattr(keras.Model, "save", save_then_disk_full)
-    result = run_here(capsys, *TRAIN, "--epochs", "1,3", "--out", str(out))
-    _one_line_error(result, 4, "No space left on device")
+    result = run_cli_here(capsys, *TRAIN, "--epochs", "1,3", "--out", str(out))
+    assert_one_line_error(result, 4, "No space left on device")
     folder = out / "stage2"
     assert read_state(folder)["epochs_done"] == 1
     monkeypatch.setattr(keras.Model, "save", original_save)
@@ -145,7 +130,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, capsys, 
 def test_unwritable_output_folder(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    _one_line_error(run_here(capsys, *TRAIN, "--epochs", "1,1", "--out", str(blocker / "run")), 4, "Not a directory")
+    assert_one_line_error(run_cli_here(capsys, *TRAIN, "--epochs", "1,1", "--out", str(blocker / "run")), 4, "Not a directory")
 
 
 def test_corrupt_checkpoint_or_state_on_resume(tmp_path, capsys):
@@ -154,9 +139,9 @@ def test_corrupt_checkpoint_or_state_on_resume(tmp_path, capsys):
     (folder / "state.json").write_text(json.dumps({"stage": 2, "epochs_done": 1, "checkpoint": "checkpoint-0001.keras"}))
     (folder / "checkpoint-0001.keras").write_bytes(b"PK\x03\x04 truncated")
     args = (*TRAIN, "--epochs", "1,2", "--out", str(tmp_path / "run"), "--resume")
-    _one_line_error(run_here(capsys, *args), 3, "could not be loaded")
+    assert_one_line_error(run_cli_here(capsys, *args), 3, "could not be loaded")
     (folder / "state.json").write_text('{"stage": 2, "epo')
-    _one_line_error(run_here(capsys, *args), 3, "state.json is not valid JSON")
+    assert_one_line_error(run_cli_here(capsys, *args), 3, "state.json is not valid JSON")
 
 
 @pytest.mark.parametrize("command", [("summary",), ("qe", "report"), ("convert",)])
@@ -166,7 +151,7 @@ def test_truncated_keras_file(tmp_path, capsys, command):
     model.save(path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    _one_line_error(run_here(capsys, *command, str(path)), 3, "could not load")
+    assert_one_line_error(run_cli_here(capsys, *command, str(path)), 3, "could not load")
 
 
 def test_non_image_files_in_a_folder_are_skipped_with_a_warning(tmp_path):
