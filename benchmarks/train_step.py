@@ -21,7 +21,32 @@ import sys
 import time
 
 
-def worker(backend, batch, rounds, steps, warmup, deterministic=False):
+def _explicit_pad(model):
+    """The model with the plain training path for pad_values=1.0 (pad the batch, VALID
+    conv) instead of the TF border-term path: what the layer did before."""
+    from keras import ops
+
+    from biper_keras.layers import QuantConv2D
+
+    for layer in model.layers:
+        if isinstance(layer, QuantConv2D):
+            layer._ones_padded_conv_by_border = (
+                lambda l: lambda x, k, pads: l._conv(ops.pad(x, pads, constant_values=1.0), k, "valid"))(layer)
+    return model
+
+
+def ablation_variants(get_model):
+    """The step with one part of the binary conv taken away at a time: what each costs."""
+    return {
+        "no_input_binarizer": get_model("resnet20", input_quantizer=None),
+        "no_kernel_binarizer": get_model("resnet20", kernel_quantizer=None),
+        "zero_padding": get_model("resnet20", pad_values=0.0),
+        "no_kernel_scale": get_model("resnet20", kernel_scale=None),
+        "explicit_pad": _explicit_pad(get_model("resnet20")),
+    }
+
+
+def worker(backend, batch, rounds, steps, warmup, deterministic=False, ablate=False):
     os.environ["KERAS_BACKEND"] = backend
     import keras
     import numpy as np
@@ -39,6 +64,8 @@ def worker(backend, batch, rounds, steps, warmup, deterministic=False):
         "biper": get_model("resnet20"),
         "float": get_model("resnet20", kernel_quantizer=None, input_quantizer=None),
     }
+    if ablate:
+        variants.update(ablation_variants(get_model))
     for model in variants.values():
         model.compile(
             keras.optimizers.SGD(0.01, momentum=0.9),
@@ -213,6 +240,8 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="batch 16, 1 round of 2 steps")
+    parser.add_argument("--ablate", action="store_true",
+                        help="also time the BiPer step without each of its parts (a profile by subtraction)")
     parser.add_argument("--deterministic", action="store_true",
                         help="time our variants with training.make_deterministic (its cost)")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -225,7 +254,7 @@ def main():
         print(json.dumps(run(args.batch, args.rounds, args.steps, args.warmup)))
         return
     if args.worker:
-        print(json.dumps(worker(args.worker, args.batch, args.rounds, args.steps, args.warmup, args.deterministic)))
+        print(json.dumps(worker(args.worker, args.batch, args.rounds, args.steps, args.warmup, args.deterministic, args.ablate)))
         return
 
     results = {}
@@ -236,7 +265,7 @@ def main():
         workers.append("pytorch")
     for backend in workers:
         cmd = [sys.executable, __file__, "--worker", backend, "--batch", str(args.batch),
-               *(["--deterministic"] if args.deterministic else []),
+               *(["--deterministic"] if args.deterministic else []), *(["--ablate"] if args.ablate else []),
                "--rounds", str(args.rounds), "--steps", str(args.steps), "--warmup", str(args.warmup)]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         env.pop("TF_USE_LEGACY_KERAS", None)
@@ -252,6 +281,7 @@ def main():
     print(table)
     if args.out:
         meta = {"batch": args.batch, "rounds": args.rounds, "steps": args.steps, "deterministic": args.deterministic,
+                "ablate": args.ablate,
                 "date": time.strftime("%Y-%m-%d"), "versions": versions()}
         with open(args.out, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=2)
@@ -267,6 +297,15 @@ def report(results, args):
         r = results[backend]
         lines.append(f"| {backend} | {r['biper']:.0f} | {r['float']:.0f} | {r['biper'] / r['float']:.2f} |")
     lines.append("")
+    for backend in ours:
+        extra = [k for k in results[backend] if k not in ("biper", "float", "raw_ms")]
+        if extra:
+            lines += [f"Where the {backend} BiPer step goes (each part taken away in turn):", "",
+                      "| variant | ms/step | / float | saves vs BiPer |", "|---|---|---|---|"]
+            r = results[backend]
+            for k in extra:
+                lines.append(f"| {k} | {r[k]:.0f} | {r[k] / r['float']:.2f} | {r['biper'] - r[k]:+.0f} ms |")
+            lines.append("")
     if "larq" in results and "tensorflow" in results:
         larq = results["larq"]["larq_ste_sign"]
         lines.append(f"Larq QuantConv2D(ste_sign) ResNet-20 on tf_keras: {larq:.0f} ms/step; "
