@@ -49,8 +49,12 @@ def main():
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", help="write JSON here (and a .md table beside it)")
+    parser.add_argument("--out", help="write JSON here (and a .md table and a .png chart beside it)")
+    parser.add_argument("--replot", help="only redraw the .png of a JSON written by --out")
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(pathlib.Path(args.replot).read_text())["results"], pathlib.Path(args.replot).with_suffix(".png"))
+        return
     if args.quick:
         args.models, args.runs, args.warmup = "resnet20", 3, 1
     threads = tuple(int(t) for t in args.threads.split(","))
@@ -76,6 +80,28 @@ def main():
                 "keras": keras.__version__}
         out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
         out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        plot(results, out.with_suffix(".png"))
+
+
+def plot(results, path):
+    """Latency of the binary model and its float twin (best option each), per thread count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.6), squeeze=False)
+    for ax, (name, r) in zip(axes[0], results.items()):
+        threads = list(r["best"])
+        xs = range(len(threads))
+        ax.bar([x - 0.2 for x in xs], [r["best"][t]["binary_ms"] for t in threads], 0.4, label="binary (LCE)")
+        ax.bar([x + 0.2 for x in xs], [r["best"][t]["float_ms"] for t in threads], 0.4, label="float twin")
+        ax.set_xticks(list(xs), [f"{t} thread(s)" for t in threads])
+        ax.set_ylabel("ms per image (median)")
+        ax.set_title(f"{name}: {r['size_ratio']:.1f}x smaller")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -240,8 +240,12 @@ def main():
     parser.add_argument("--deterministic", action="store_true",
                         help="time our variants with training.make_deterministic (its cost)")
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--replot", help="only redraw the .png of a JSON written by --out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.replot:
+        plot(json.loads(open(args.replot).read())["results"], os.path.splitext(args.replot)[0] + ".png")
+        return
     if args.quick:
         args.batch, args.rounds, args.steps, args.warmup = 16, 1, 2, 1
     if args.worker == "pytorch":
@@ -281,6 +285,28 @@ def main():
             json.dump({"meta": meta, "results": results}, f, indent=2)
         with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
             f.write(table + f"\nMeasured {meta['date']}: {meta['versions']}\n")
+        plot(results, os.path.splitext(args.out)[0] + ".png")
+
+
+def plot(results, path):
+    """ms/step of every variant, grouped by process (backend), with the float step as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [(name, {k: v for k, v in r.items() if k != "raw_ms"}) for name, r in results.items()]
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups) + 1, 3.8), sharey=True, squeeze=False)
+    for ax, (name, times) in zip(axes[0], groups):
+        ax.bar(range(len(times)), list(times.values()), color="tab:blue")
+        ax.set_xticks(range(len(times)), [k.replace("_", " ") for k in times], rotation=40, ha="right", fontsize=8)
+        if "float" in times:
+            ax.axhline(times["float"] * 1.10, color="tab:red", ls=":", label="1.10x float")
+            ax.legend(fontsize=8)
+        ax.set_title(name)
+    axes[0][0].set_ylabel("ms per training step (median)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 def report(results, args):
