@@ -23,7 +23,7 @@ from biper_keras import quantizers
 
 N = 64  # one shape: JAX and torch then compile/trace once per quantizer
 LIMIT = 1e6
-PROPERTY = settings(max_examples=30, deadline=None, derandomize=True, database=None)
+PROPERTY = settings(max_examples=20, deadline=None, derandomize=True, database=None)
 
 
 def finite(limit=LIMIT):
