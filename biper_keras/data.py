@@ -62,17 +62,17 @@ def _class_files(folder):
     if not classes:
         raise ValueError(f"No class folders in {folder}")
     result, skipped = [], []
-    for name in classes:
-        files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        images = []
-        # Reading the first bytes of every file is I/O-bound: threads overlap the waits
-        # (ImageNet-sized folders, network file systems).
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    # Reading the first bytes of every file is I/O-bound: threads overlap the waits
+    # (ImageNet-sized folders, network file systems). One pool for the whole split.
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        for name in classes:
+            files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            images = []
             for f, ok in zip(files, pool.map(_looks_like_an_image, files)):
                 (images if ok else skipped).append(f)
-        if not images:
-            raise ValueError(f"Class folder {folder / name} has no images")
-        result.append((name, images))
+            if not images:
+                raise ValueError(f"Class folder {folder / name} has no images")
+            result.append((name, images))
     if skipped:
         import warnings
 

@@ -347,10 +347,10 @@ def distribution_scope(name):
 def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callbacks=(), distribute=None):
     """Runs the recipe on `data` (a `biper_keras.data.Datasets`), writing to `out_dir`:
 
-        stage{n}/checkpoint.keras, state.json   after every epoch (atomic)
-        stage{n}/log.csv, stage{n}/tensorboard/  logs
-        stage{n}/model.keras                     the stage's final model
-        summary.json                             accuracy, epochs, time, images/s
+        stage{n}/checkpoint-<n>.keras, state.json  after every epoch (state.json commits it)
+        stage{n}/log.csv, stage{n}/tensorboard/    logs
+        stage{n}/model.keras                       the stage's final model
+        summary.json                               accuracy, epochs, time, images/s
 
     With `resume=True` a stage continues from its last complete epoch (weights and
     optimizer state), and a finished stage is not run again. `distribute` names a
