@@ -13,7 +13,10 @@ and for Laplace(0, b) weights it depends on x = b*omega only (Vargas et al., 202
 The math is plain NumPy (float64), usable on any Keras backend and without a model.
 """
 
+import dataclasses
+import json
 import math
+import pathlib
 
 import keras
 import numpy as np
@@ -29,6 +32,8 @@ __all__ = [
     "binary_snapshot",
     "plot_qe_curve",
     "QEMonitor",
+    "OmegaSweep",
+    "omega_sweep",
 ]
 
 QE_LIMIT_INFINITY = 0.5 - 4.0 / math.pi**2
@@ -248,3 +253,51 @@ class QEMonitor(keras.callbacks.Callback):
                 logs[f"qe/{row['layer']}"] = row["empirical_qe"]
                 logs[f"b/{row['layer']}"] = row["b"]
                 logs[f"flips/{row['layer']}"] = row["flip_fraction"]
+
+
+@dataclasses.dataclass
+class OmegaSweep:
+    """What `omega_sweep` returns: one row per omega_0 (test accuracy of the deployed stage,
+    mean Laplace scale b, mean b*omega_0, mean measured and closed-form QE over the layers)."""
+
+    rows: list
+
+    def to_dict(self):
+        return {"rows": self.rows}
+
+    def table(self):
+        lines = [f"{'omega':>7} {'test acc':>9} {'mean b':>9} {'b*omega':>8} {'mean QE':>8}"]
+        lines += [f"{r['omega']:>7g} {r['test_accuracy']:>9.4f} {r['b']:>9.5f} {r['b_omega']:>8.4f} "
+                  f"{r['qe']:>8.5f}" for r in self.rows]
+        return "\n".join(lines)
+
+
+def omega_sweep(recipe, data, out_dir, omegas, *, verbose=2):
+    """The omega_0 ablation (the paper's Figure 4): `training.train(recipe)` once per omega
+    in `omegas`, each run in `out_dir/omega_<omega>`, then the QE report of its deployed
+    model. A stopped sweep continues where it stopped (a run folder that has content is
+    resumed); `out_dir/sweep.json` is rewritten, atomically, after every omega.
+    """
+    # Imported here: the QE math above needs no training code (and no TensorFlow).
+    from biper_keras.training import _atomic_write, train
+
+    omegas = [float(v) for v in np.atleast_1d(omegas)]
+    if not omegas or not all(math.isfinite(v) and v > 0 for v in omegas):
+        raise ValueError(f"Argument `omegas` must be finite numbers > 0. Received: {omegas!r}.")
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for omega in omegas:
+        folder = out / f"omega_{omega:g}"
+        resume = folder.exists() and any(folder.iterdir())
+        summary = train(dataclasses.replace(recipe, omega=omega), data, folder, resume=resume,
+                        verbose=verbose)
+        final = "stage2" if "stage2" in summary else "stage1"
+        report = qe_report(keras.models.load_model(folder / final / "model.keras"))
+        rows.append({"omega": omega, "test_accuracy": summary[final]["test_accuracy"],
+                     "b": float(np.mean([r["b"] for r in report])),
+                     "b_omega": float(np.mean([r["b_omega"] for r in report])),
+                     "qe": float(np.mean([r["empirical_qe"] for r in report])),
+                     "qe_analytic": float(np.mean([r["analytic_qe"] for r in report]))})
+        _atomic_write(out / "sweep.json", lambda p: pathlib.Path(p).write_text(json.dumps(rows, indent=2)))
+    return OmegaSweep(rows)

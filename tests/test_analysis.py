@@ -161,3 +161,17 @@ def test_qe_monitor_logs_every_biper_layer_each_epoch(tmp_path):
     final = dict(zip(columns, rows[-1].split(",")))
     assert float(final["qe/biper_conv"]) == pytest.approx(analysis.qe_report(model)[0]["empirical_qe"], rel=1e-6)
     assert 0.0 < float(final["flips/biper_conv"]) < 1.0  # lr 0.5 moved some weights across a zero
+
+
+@pytest.mark.parametrize("omegas", [[], [0.0], [5.0, -1.0], [float("nan")], [float("inf")]])
+def test_omega_sweep_refuses_bad_omegas_before_training(tmp_path, omegas):
+    with pytest.raises(ValueError, match="omegas"):
+        analysis.omega_sweep(None, None, tmp_path / "sweep", omegas)
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_omega_sweep_table_has_a_row_per_omega():
+    rows = [{"omega": w, "test_accuracy": 0.5, "b": 0.05, "b_omega": 0.05 * w, "qe": 0.01, "qe_analytic": 0.01}
+            for w in (5.0, 40.0)]
+    lines = analysis.OmegaSweep(rows).table().splitlines()
+    assert len(lines) == 3 and lines[1].split()[:2] == ["5", "0.5000"] and lines[2].split()[3] == "2.0000"
