@@ -2,6 +2,7 @@
 and mu schedules, and the end-of-training hard binarization of BNN++."""
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -309,6 +310,19 @@ def _compile(model, recipe, settings, steps_per_epoch):
     )
 
 
+def _log_callbacks(folder):
+    """CSV log always; TensorBoard where TensorFlow is installed (its writer is
+    tf.summary, on every backend): a JAX- or torch-only machine trains without it."""
+    logs = [keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True)]
+    try:
+        has_tensorflow = importlib.util.find_spec("tensorflow") is not None
+    except ImportError:
+        has_tensorflow = False
+    if has_tensorflow:
+        logs.append(keras.callbacks.TensorBoard(str(folder / "tensorboard")))
+    return logs
+
+
 def distribution_scope(name):
     """A function returning a (new) context in which to build and compile for
     multi-device training.
@@ -401,8 +415,7 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
             data.train, validation_data=data.test, epochs=settings.epochs, initial_epoch=initial_epoch,
             shuffle=False,  # the pipeline shuffles
             verbose=verbose,
-            callbacks=[*callbacks, *annealing, keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True),
-                       keras.callbacks.TensorBoard(str(folder / "tensorboard")), EpochCheckpoint(folder, stage)],
+            callbacks=[*callbacks, *annealing, *_log_callbacks(folder), EpochCheckpoint(folder, stage)],
         )
         seconds = time.perf_counter() - start
         if any(isinstance(q, BNNPlusPlus) for q in annealed_quantizers(model)):
