@@ -4,6 +4,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = pathlib.Path(__file__).parents[1] / "benchmarks" / "train_step.py"
 
 
@@ -81,3 +83,19 @@ def test_accuracy_and_omega_reports_from_finished_runs(tmp_path):
             for i, w in enumerate((1.0, 20.0))]
     _load("omega_ablation").plot(rows, tmp_path / "omega.png")
     assert (tmp_path / "omega.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_gpu_recipe_quick_mode_runs_both_stages_on_the_device_data(tmp_path):
+    script = pathlib.Path(__file__).parents[1] / "benchmarks" / "gpu_recipe.py"
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    out = tmp_path / "gpu"
+    result = subprocess.run([sys.executable, str(script), "--quick", "--out", str(out), "--runs", str(tmp_path / "run")],
+                            env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = json.loads(out.with_suffix(".json").read_text())["result"]
+    assert row["train_images"] == 100 and row["epochs"] == [1, 1] and row["epochs_timed"] == 2
+    assert 40e6 < row["macs_per_image"] < 42e6  # ResNet-20 on 32x32: ~41 M multiply-adds
+    assert row["flops_per_step"] == 6 * row["macs_per_image"] * 50
+    assert 0 <= row["stage1_top1"] <= 1 and 0 <= row["stage2_top1"] <= 1 and row["step_ms"] > 0
+    assert "| step (ms) |" in out.with_suffix(".md").read_text()
