@@ -8,8 +8,11 @@ Times, in images/s: the first epoch (file reads + JPEG decode, filling the in-me
 cache), a later epoch (cache + augmentation + normalization + batching), the test
 pipeline, and the training step of the default ResNet-20 (BiPer) on the same batches
 (TF backend, `train_on_batch` on batches held in memory). The pipeline is fast enough
-when a later epoch's images/s is well above the step's. Writes JSON and Markdown with
-`--out`.
+when a later epoch's images/s is well above the step's. Beside it, the same data kept on
+the device (`biper_keras.device_data`, on the Keras backend in use: run with
+KERAS_BACKEND=jax for the JAX path): the in-memory load, and a later epoch (gather + crop +
+flip + normalize on the device), as a ratio to the tf.data epoch. Writes JSON and Markdown
+with `--out`.
 """
 
 import argparse
@@ -17,11 +20,14 @@ import json
 import os
 import pathlib
 import statistics
+import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "cifar10-jpeg"
-SAMPLE = REPO / "biper_keras" / "sample_data" / "cifar10"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+DEFAULT_DATA = _common.CIFAR_FOLDER
+SAMPLE = _common.SAMPLE
 
 
 def images_per_second(dataset, limit_batches=None):
@@ -33,6 +39,18 @@ def images_per_second(dataset, limit_batches=None):
     return count / (time.perf_counter() - start), count
 
 
+def device_epoch_images_per_second(batches):
+    """One pass over a `device_data` split; the last batch is read back to the host, so
+    asynchronous backends (JAX) have finished the work."""
+    import numpy as np
+
+    start = time.perf_counter()
+    for i in range(len(batches)):
+        x, _ = batches[i]
+    np.asarray(x)
+    return batches._n / (time.perf_counter() - start)
+
+
 def training_images_per_second(dataset, batch, steps, rounds):
     import keras
 
@@ -42,6 +60,8 @@ def training_images_per_second(dataset, batch, steps, rounds):
     model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     batches = [b for _, b in zip(range(steps), dataset)]
+    if keras.backend.backend() != "tensorflow":  # tf.data yields TF tensors; other backends take NumPy
+        batches = [(x.numpy(), y.numpy()) for x, y in batches]
     for x, y in batches[:2]:  # trace and warm up
         model.train_on_batch(x, y)
     rates = []
@@ -73,12 +93,23 @@ def main(argv=None):
     first, n = images_per_second(data.train)  # decode + cache fill
     later, _ = images_per_second(data.train)  # from the cache
     test, _ = images_per_second(data.test)
+    from biper_keras.device_data import device_datasets
+    import keras
+
+    start = time.perf_counter()
+    on_device = device_datasets(args.data, batch_size=args.batch_size)
+    device_load = time.perf_counter() - start
+    device_epoch_images_per_second(on_device.train)  # compiles (JAX)
+    on_device.train.on_epoch_end()
+    device_later = device_epoch_images_per_second(on_device.train)
     step = training_images_per_second(data.train, args.batch_size, args.train_steps, args.rounds)
     result = {"date": time.strftime("%Y-%m-%d"), "data": str(args.data), "train_images": n,
               "batch_size": args.batch_size, "setup_seconds": setup,
               "first_epoch_images_per_second": first, "later_epoch_images_per_second": later,
               "test_images_per_second": test, "training_images_per_second": step,
-              "headroom": later / step}
+              "headroom": later / step, "backend": keras.backend.backend(),
+              "device_load_seconds": device_load, "device_later_epoch_images_per_second": device_later,
+              "device_over_tf_data": device_later / later}
     table = "\n".join([
         f"Input pipeline on {n} training images, batch {args.batch_size} ({result['date']})", "",
         "| stage | images/s |", "|---|---|",
@@ -86,7 +117,11 @@ def main(argv=None):
         f"| first epoch: read + decode + cache | {first:.0f} |",
         f"| later epochs: cache + augment + batch | {later:.0f} |",
         f"| test pipeline, first pass: read + decode + cache | {test:.0f} |",
-        f"| ResNet-20 BiPer training step consumes | {step:.0f} |", "",
+        f"| ResNet-20 BiPer training step consumes | {step:.0f} |",
+        f"| device data ({result['backend']}): load into memory | {n / device_load:.0f} ({device_load:.1f} s) |",
+        f"| device data ({result['backend']}): later epochs, gather + augment on the device | {device_later:.0f} |",
+        "",
+        f"Device data, later epoch / tf.data later epoch: {device_later / later:.2f}x.",
         f"Later epochs produce {later / step:.1f}x what training consumes; the first epoch "
         f"{first / step:.1f}x.", ""])
     print(table)

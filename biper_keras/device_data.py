@@ -118,11 +118,17 @@ class _DeviceBatches(keras.utils.PyDataset):
 
     @staticmethod
     def _compiled(fn):
+        """One compiled graph per batch size (the last batch may be smaller)."""
         if keras.backend.backend() == "jax":
             import jax
 
             return jax.jit(fn, static_argnums=(2,))
-        return fn
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            graph = tf.function(fn)  # `start` as a tensor: no retrace per step
+            return lambda images, state, size, start: graph(images, state, size, tf.constant(start, tf.int32))
+        return fn  # torch: eager kernels on the device
 
     def _draw(self):
         """The epoch's random choices, drawn on the host from (seed, epoch), sent once."""
