@@ -18,8 +18,9 @@ import pathlib
 import subprocess
 import sys
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "cifar10-jpeg"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common  # noqa: E402
+REPO, DEFAULT_DATA = _common.REPO, _common.CIFAR_FOLDER
 
 
 def commands(args):
@@ -64,8 +65,6 @@ def collect(name, folder, command):
 
 
 def write_outputs(results, out, meta):
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({**meta, "results": results}, indent=2))
     lines = [f"ResNet-20, CIFAR-10 ({meta['train_images']} train / {meta['test_images']} test images), "
              f"batch {meta['batch_size']}, seed {meta['seed']}, {meta['date']}", "",
              "| weights | epochs | test accuracy | train images/s | minutes |", "|---|---|---|---|---|"]
@@ -73,7 +72,7 @@ def write_outputs(results, out, meta):
         stages = ", ".join(f"{s} {a:.4f}" for s, a in r["stage_accuracy"].items())
         lines.append(f"| {r['variant']} | {r['epochs']} | {r['test_accuracy']:.4f} ({stages}) | "
                      f"{r['images_per_second']:.0f} | {r['minutes']:.1f} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    _common.write_results(out, {"settings": meta, "results": results}, "\n".join(lines))
     import matplotlib
 
     matplotlib.use("Agg")

@@ -9,11 +9,13 @@ Writes JSON and a Markdown table with `--out`.
 """
 
 import argparse
-import json
 import os
 import pathlib
-import statistics
+import sys
 import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 # model, input size, classes, paper epochs (stage 1 + stage 2), train images, batch to time with
 RECIPES = [
@@ -38,15 +40,9 @@ def measure(name, size, classes, batch, steps, warmup=2):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, size, size, 3)).astype("float32")
     y = rng.integers(0, classes, size=batch)
-    for _ in range(warmup):
-        model.train_on_batch(x, y)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - start)
+    step = _common.time_calls(lambda: model.train_on_batch(x, y), repeats=steps, warmup=warmup)
     stats = summary(model, print_fn=None).to_dict()
-    return batch / statistics.median(times), stats
+    return batch / step["median"], stats
 
 
 def main(argv=None):
@@ -76,10 +72,7 @@ def main(argv=None):
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:
-        out = pathlib.Path(args.out)
-        out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=2))
-        out.with_suffix(".md").write_text(table)
-
+        _common.write_results(args.out, {"rows": rows}, table)
 
 if __name__ == "__main__":
     main()

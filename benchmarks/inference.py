@@ -17,7 +17,9 @@ import json
 import os
 import pathlib
 import sys
-import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -74,14 +76,9 @@ def main():
                          f"{r['float_bytes'] / 1e6:.2f} | {r['size_ratio']:.1f}x |")
     print("\n".join(lines))
     if args.out:
-        out = pathlib.Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"date": time.strftime("%Y-%m-%d"), "runs": args.runs, "warmup": args.warmup,
-                "keras": keras.__version__}
-        out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-        out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-        plot(results, out.with_suffix(".png"))
-
+        _common.write_results(args.out, {"settings": {"runs": args.runs, "warmup": args.warmup}, "results": results},
+                              "\n".join(lines))
+        plot(results, pathlib.Path(args.out).with_suffix(".png"))
 
 def plot(results, path):
     """Latency of the binary model and its float twin (best option each), per thread count."""

@@ -16,7 +16,6 @@ with `--out`.
 """
 
 import argparse
-import json
 import os
 import pathlib
 import statistics
@@ -126,9 +125,7 @@ def main(argv=None):
         f"{first / step:.1f}x.", ""])
     print(table)
     if args.out:
-        out = pathlib.Path(args.out)
-        out.write_text(json.dumps(result, indent=2))
-        out.with_suffix(".md").write_text(table)
+        _common.write_results(args.out, result, table)
 
 
 if __name__ == "__main__":

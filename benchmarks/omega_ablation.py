@@ -18,9 +18,9 @@ import subprocess
 import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "cifar10-jpeg"
-SAMPLE = REPO / "biper_keras" / "sample_data" / "cifar10"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common  # noqa: E402
+REPO, DEFAULT_DATA, SAMPLE = _common.REPO, _common.CIFAR_FOLDER, _common.SAMPLE
 
 
 def plot(rows, path):
@@ -71,9 +71,7 @@ def main(argv=None):
     subprocess.run([sys.executable, "-m", "biper_keras.cli", *command], check=True)
     rows = json.loads((pathlib.Path(args.runs) / "sweep.json").read_text())
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "command": "biper-keras " + " ".join(command)}
-    out.with_suffix(".json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
     lines = [f"ResNet-20, two-stage BiPer recipe, epochs {args.epochs}, "
              f"{'first ' + str(args.limit) + ' images of each split' if args.limit else 'all images'} "
              f"({meta['date']})", "",
@@ -81,7 +79,7 @@ def main(argv=None):
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['omega']:g} | {r['test_accuracy']:.4f} | {r['b']:.5f} | {r['b_omega']:.3f} | "
               f"{r['qe']:.5f} | {r['qe_analytic']:.5f} |" for r in rows]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    _common.write_results(out, {"command": meta["command"], "rows": rows}, "\n".join(lines))
     plot(rows, out.with_suffix(".png"))
     print("\n".join(lines))
 
