@@ -6,16 +6,23 @@ parity check (TensorFlow only; TensorFlow and LCE are imported inside the functi
     print(result.table())              # ops, per-layer fusion, sizes, parity
     result.save("model.tflite")
 
-Keras 3 models go through `model.export` + `larq_compute_engine.convert_saved_model`;
-tf_keras (Larq) models through `larq_compute_engine.convert_keras_model`. A model that
-lives on the JAX or torch backend is saved to a temporary `.keras` file and converted by
-a TensorFlow-backend subprocess (`.keras` weights load across backends).
+Keras 3 models are traced (`model(x, training=False)`), frozen, given 1-D per-channel
+constants (see `biper_keras.lce_graph`) and converted by LCE's graph converter; tf_keras
+(Larq) models go through `larq_compute_engine.convert_keras_model`. A model that lives on
+the JAX or torch backend is saved to a temporary `.keras` file and converted by a
+TensorFlow-backend subprocess (`.keras` weights load across backends).
+
+Every flatbuffer, whatever the target ("arm" and "xcore" files both run in LCE's x86
+interpreter), is loaded in LCE's interpreter and run once before it is returned: one that
+does not prepare is a `ConversionError` naming the op, its node and the Keras layer.
 """
 
 import collections
+import contextlib
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -54,6 +61,7 @@ class LayerFusion:
     output_shape: tuple
     fused: bool
     reason: str = ""
+    node: int = None  # index of its LceBconv2d among the flatbuffer's operators
 
 
 @dataclasses.dataclass
@@ -143,7 +151,14 @@ def _keras3_backend():
 
 def convert_keras_model(model, *, target="arm"):
     """Converts a Keras 3 model (TF backend) to an LCE TFLite flatbuffer (bytes), with no
-    report: `model.export` then `larq_compute_engine.convert_saved_model`."""
+    report; the flatbuffer has been loaded and run once in LCE's interpreter (a
+    `ConversionError` names the op and layer that would not prepare)."""
+    flatbuffer = _flatbuffer(model, target)
+    _run_once(flatbuffer, model, target)
+    return flatbuffer
+
+
+def _flatbuffer(model, target):
     if target not in TARGETS:
         raise ValueError(f"Argument `target` must be 'arm' or 'xcore'. Received: {target!r}.")
     if _keras3_backend() != "tensorflow":
@@ -152,11 +167,99 @@ def convert_keras_model(model, *, target="arm"):
             f"process runs Keras on {_keras3_backend()!r}. Use `convert`, which converts "
             "in a TensorFlow subprocess."
         )
-    import larq_compute_engine as lce
+    from biper_keras import lce_graph
 
-    with tempfile.TemporaryDirectory() as saved_model_dir:
-        model.export(saved_model_dir, format="tf_saved_model", verbose=False)
-        return lce.convert_saved_model(saved_model_dir, target=target)
+    try:
+        return lce_graph.to_flatbuffer(model, target)
+    except ValueError as err:
+        raise ConversionError(str(err)) from err
+
+
+# --- loading the flatbuffer -------------------------------------------------------------
+
+
+def _interpreter(flatbuffer):
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    return Interpreter(flatbuffer)
+
+
+@contextlib.contextmanager
+def _stderr_to(file):
+    """Points file descriptor 2 at `file` (TFLite writes its prepare errors there, not to
+    Python's sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _run_once(flatbuffer, model, target, report=None):
+    """Loads `flatbuffer` in LCE's interpreter and runs one inference on random inputs;
+    raises `ConversionError` naming the op, node and Keras layer if it cannot."""
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        try:
+            with _stderr_to(log):
+                interpreter = _interpreter(flatbuffer)
+                rng = np.random.default_rng(0)
+                inputs = [rng.normal(size=shape).astype(dtype)
+                          for shape, dtype in zip(interpreter.input_shapes, interpreter.input_types)]
+                interpreter.predict(inputs[0] if len(inputs) == 1 else inputs)
+            failure = None
+        except (RuntimeError, ValueError) as err:
+            failure = err
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    if failure is None:
+        if text:
+            sys.stderr.write(text)  # nothing failed: pass on whatever it said
+        return
+    if report is None and model is not None and not _is_tf_keras(model):
+        report = _fusion_report(model, _ops_with_output_shapes(flatbuffer), target)
+    raise ConversionError(_not_runnable_message(flatbuffer, model, report or [], text, failure))
+
+
+def _not_runnable_message(flatbuffer, model, report, log, failure):
+    lines = [l.removeprefix("ERROR: ").strip() for l in log.splitlines() if l.strip()]
+    node = next((re.search(r"Node number (\d+) \((\w+)\) failed to (\w+)", l) for l in lines
+                 if re.search(r"Node number \d+", l)), None)
+    details = [l for l in lines if not re.search(r"Node number \d+", l)]
+    why = "; ".join(os.path.basename(l.split(" ", 1)[0]) + " " + l.split(" ", 1)[1] if " " in l else l
+                    for l in details) or str(failure).strip().splitlines()[0]
+    if node is None:
+        return f"the converted flatbuffer does not run in LCE's interpreter: {why}"
+    index, op, stage = int(node.group(1)), node.group(2), node.group(3)
+    layer = next((f.layer for f in report if f.node == index), None) or _layer_of_op(flatbuffer, model, index)
+    origin = f"Keras layer {layer!r}" if layer else "no Keras layer found in its tensor names"
+    return (f"the converted flatbuffer does not run in LCE's interpreter: node {index} ({op}, "
+            f"{origin}) failed to {stage}: {why}")
+
+
+def _layer_of_op(flatbuffer, model, index):
+    """The innermost Keras layer named in the tensor names of operator `index` (TF scopes
+    are layer names, possibly with a "_<n>" suffix added when traced again)."""
+    from larq_compute_engine.mlir.python import tflite_schema as schema
+
+    if model is None:
+        return None
+    graph = schema.Model.GetRootAs(flatbuffer, 0).Subgraphs(0)
+    if index >= graph.OperatorsLength():
+        return None
+    op = graph.Operators(index)
+    names = [graph.Tensors(op.Outputs(i)).Name().decode() for i in range(op.OutputsLength())]
+    names += [graph.Tensors(op.Inputs(i)).Name().decode() for i in range(op.InputsLength()) if op.Inputs(i) >= 0]
+    layers = {l.name for l in model._flatten_layers(include_self=False)}
+    for name in names:
+        for scope in reversed(name.split(";")[0].split("/")[:-1]):
+            for candidate in (scope, re.sub(r"_\d+$", "", scope)):
+                if candidate in layers:
+                    return candidate
+    return None
 
 
 def op_histogram(flatbuffer):
@@ -239,13 +342,25 @@ def _same_shape(keras_shape, tflite_shape):
     )
 
 
+def _output_shape(layer):
+    """Without the batch size. A subclassed model's layers have no symbolic output: their
+    shape follows from the input shape they were built with."""
+    try:
+        return tuple(layer.output.shape[1:])
+    except (AttributeError, ValueError):
+        built = list(getattr(layer, "_build_shapes_dict", None) or {})
+        if len(built) != 1:
+            return ()
+        return tuple(layer.compute_output_shape(layer._build_shapes_dict[built[0]])[1:])
+
+
 def _fusion_report(model, ops, target):
     from biper_keras.layers import QuantConv2D
 
-    bconv_shapes = [shape[1:] for name, shape in ops if name == "LceBconv2d"]
+    bconvs = [(i, shape[1:]) for i, (name, shape) in enumerate(ops) if name == "LceBconv2d"]
     report = []
     for layer in _quantized_layers(model):
-        shape = tuple(layer.output.shape[1:]) if hasattr(layer, "output") else ()
+        shape = _output_shape(layer)
         if not isinstance(layer, QuantConv2D):
             report.append(LayerFusion(layer.name, "dense", shape, False,
                                       "LCE has no binary dense op: runs as float FULLY_CONNECTED"))
@@ -253,13 +368,14 @@ def _fusion_report(model, ops, target):
         reason = _unfusable_reason(layer, target)
         # Match binary convs in graph order by output shape (a BatchNorm folded into
         # the op keeps it); unknown Keras dimensions match any size.
-        match = next((s for s in bconv_shapes if _same_shape(shape, s)), None)
+        match = next((b for b in bconvs if _same_shape(shape, b[1])), None)
         fused = match is not None
         if fused:
-            bconv_shapes.remove(match)
+            bconvs.remove(match)
         elif not reason:
             reason = "not matched by the converter (input binarizer not feeding the conv directly?)"
-        report.append(LayerFusion(layer.name, "conv", shape, fused, "" if fused else reason))
+        report.append(LayerFusion(layer.name, "conv", shape, fused, "" if fused else reason,
+                                  match[0] if fused else None))
     return report
 
 
@@ -287,11 +403,9 @@ def check_parity(flatbuffer, model, x, *, min_top1=0.98, atol=1e-3, rtol=1e-3):
     a large logit change, so max |diff| alone is too strict); other outputs pass when
     max |diff| <= atol + rtol * max |output|. Returns a `Parity`.
     """
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
     x = np.asarray(x, dtype=np.float32)
     expected = np.asarray(model.predict(x, verbose=0))
-    got = np.asarray(Interpreter(flatbuffer).predict(x)).reshape(expected.shape)
+    got = np.asarray(_interpreter(flatbuffer).predict(x)).reshape(expected.shape)
     diff = float(np.max(np.abs(got - expected)))
     scale = float(np.max(np.abs(expected)))
     top1 = None
@@ -304,10 +418,20 @@ def check_parity(flatbuffer, model, x, *, min_top1=0.98, atol=1e-3, rtol=1e-3):
     return Parity(len(x), diff, scale, top1, _near_zero_binarizer_inputs(model, x), bool(passed), criterion)
 
 
+def _input_shape(model):
+    """The first input's shape, batch size None (also for subclassed models)."""
+    import tensorflow as tf
+
+    from biper_keras import lce_graph
+
+    return tuple(tf.nest.flatten(lce_graph.input_signature(model))[0].shape.as_list())
+
+
 def _fixed_input_model(model, input_shape):
     import keras
 
-    inputs = keras.Input(tuple(input_shape[1:]) if len(input_shape) == len(model.inputs[0].shape) else tuple(input_shape))
+    rank = len(_input_shape(model))
+    inputs = keras.Input(tuple(input_shape[1:]) if len(input_shape) == rank else tuple(input_shape))
     return keras.Model(inputs, model(inputs), name=model.name)
 
 
@@ -348,10 +472,12 @@ def convert(
         target: "arm" (Raspberry Pi, Android) or "xcore".
         input_shape: fix the input shape (e.g. `(1, 224, 224, 3)`) when the model's
             spatial dimensions are None.
-        verify: run the parity check (LCE interpreter vs Keras).
+        verify: run the parity check (LCE interpreter vs Keras). Without it the
+            flatbuffer is still loaded and run once in LCE's interpreter.
         strict: raise `ConversionError` naming every quantized conv that did not become
             `LceBconv2d`, and `ParityError` when parity fails. With False, both are only
-            reported.
+            reported. A flatbuffer that LCE's interpreter cannot prepare or run is a
+            `ConversionError` in both modes.
         data: inputs for the parity check (default: 8 standard-normal samples).
 
     Returns:
@@ -371,10 +497,11 @@ def convert(
     if not _quantized_layers(model):
         warnings.warn(f"Model {model.name!r} has no quantized layers: it converts to a float model.")
     exported = model if input_shape is None else _fixed_input_model(model, input_shape)
-    flatbuffer = convert_keras_model(exported, target=target)
+    flatbuffer = _flatbuffer(exported, target)
     ops = _ops_with_output_shapes(flatbuffer)
     result = ConversionResult(flatbuffer, target, dict(collections.Counter(n for n, _ in ops)),
                               _fusion_report(model, ops, target), _float32_size(model))
+    _run_once(flatbuffer, model, target, result.layers)
     if strict and result.unfused:
         raise ConversionError(
             "quantized convolutions not converted to LceBconv2d: "
@@ -383,7 +510,7 @@ def convert(
         )
     if verify:
         if data is None:
-            shape = tuple(exported.inputs[0].shape[1:])
+            shape = _input_shape(exported)[1:]
             if None in shape:
                 raise ConversionError(f"input shape {shape} has unknown sizes: pass `input_shape`")
             data = np.random.default_rng(0).normal(size=(8, *shape)).astype("float32")
@@ -404,6 +531,7 @@ def _convert_tf_keras(model, target):
     import larq_compute_engine as lce
 
     flatbuffer = lce.convert_keras_model(model, target=target)
+    _run_once(flatbuffer, model, target)
     return ConversionResult(flatbuffer, target, dict(op_histogram(flatbuffer)), [], _float32_size(model))
 
 
