@@ -225,12 +225,11 @@ def _run_once(flatbuffer, model, target, report=None):
 
 
 def _not_runnable_message(flatbuffer, model, report, log, failure):
-    lines = [l.removeprefix("ERROR: ").strip() for l in log.splitlines() if l.strip()]
-    node = next((re.search(r"Node number (\d+) \((\w+)\) failed to (\w+)", l) for l in lines
-                 if re.search(r"Node number \d+", l)), None)
-    details = [l for l in lines if not re.search(r"Node number \d+", l)]
-    why = "; ".join(os.path.basename(l.split(" ", 1)[0]) + " " + l.split(" ", 1)[1] if " " in l else l
-                    for l in details) or str(failure).strip().splitlines()[0]
+    # TFLite's own lines: "ERROR: <file>:<line> <condition>", "ERROR: Node number N (OP)
+    # failed to prepare."; anything else on fd 2 in that window is not about this file.
+    lines = [l.removeprefix("ERROR: ").strip() for l in log.splitlines() if l.startswith("ERROR: ")]
+    node = next(filter(None, (re.search(r"Node number (\d+) \((\w+)\) failed to (\w+)", l) for l in lines)), None)
+    why = "; ".join(_short(l) for l in lines if not l.startswith("Node number")) or " ".join(str(failure).split())
     if node is None:
         return f"the converted flatbuffer does not run in LCE's interpreter: {why}"
     index, op, stage = int(node.group(1)), node.group(2), node.group(3)
@@ -238,6 +237,12 @@ def _not_runnable_message(flatbuffer, model, report, log, failure):
     origin = f"Keras layer {layer!r}" if layer else "no Keras layer found in its tensor names"
     return (f"the converted flatbuffer does not run in LCE's interpreter: node {index} ({op}, "
             f"{origin}) failed to {stage}: {why}")
+
+
+def _short(line):
+    """"larq_compute_engine/tflite/kernels/bconv2d.cc:221 X != 1" -> "bconv2d.cc:221 X != 1"."""
+    where, _, what = line.partition(" ")
+    return f"{os.path.basename(where)} {what}" if what and re.search(r"\.\w+:\d+$", where) else line
 
 
 def _layer_of_op(flatbuffer, model, index):
