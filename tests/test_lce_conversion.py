@@ -89,8 +89,9 @@ def _model_with_a_float_kernel_conv():
 def test_strict_mode_names_each_unfused_layer_and_why():
     model = _model_with_a_float_kernel_conv()
     with pytest.raises(ConversionError, match=r"stage1_conv \(float kernel.*float_input \(input not binarized"):
-        convert(model, verify=False)
-    result = convert(model, strict=False, verify=False)
+        convert(model)
+    result = convert(model, strict=False)
+    assert result.parity.passed  # unfused layers run as float ops, with the same results
     by_name = {f.layer: f for f in result.layers}
     assert by_name["good"].fused
     assert not by_name["stage1_conv"].fused and "float kernel" in by_name["stage1_conv"].reason
@@ -100,9 +101,46 @@ def test_strict_mode_names_each_unfused_layer_and_why():
 
 def test_zero_padding_on_xcore_is_reported():
     model = _model("biper", pad_values=0.0)
-    result = convert(model, target="xcore", strict=False, verify=False)
+    randomize_batch_norms(model, np.random.default_rng(6))
+    result = convert(model, target="xcore", strict=False)
     reasons = [f.reason for f in result.unfused]
     assert reasons and all("zero padding is only supported for target='arm'" in r for r in reasons)
+    # An xcore flatbuffer runs in LCE's x86 interpreter too: convert() loaded it, and it agrees.
+    assert result.parity.passed and result.parity.max_abs_diff < 1e-3
+
+
+def test_xcore_flatbuffer_with_binary_convs_runs_and_matches():
+    rng = np.random.default_rng(8)
+    model = _model("biper")
+    randomize_batch_norms(model, rng)
+    result = convert(model, target="xcore")
+    assert result.ops["LceBconv2d"] == 3 and not result.unfused
+    x = rng.normal(size=(4, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(Interpreter(result.flatbuffer).predict(x), model.predict(x, verbose=0),
+                               rtol=1e-3, atol=1e-3)
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__(name="subclassed")
+        self.stem = keras.layers.Conv2D(8, 3, padding="same")
+        self.binary = bk.QuantConv2D(16, 3, padding="same", pad_values=1.0, input_quantizer="ste_sign",
+                                     kernel_quantizer="biper", use_bias=False, name="binary")
+        self.bn = keras.layers.BatchNormalization(axis=3)
+        self.pool = keras.layers.GlobalAveragePooling2D()
+        self.head = keras.layers.Dense(4)
+
+    def call(self, x, training=None):
+        return self.head(self.pool(self.bn(self.binary(self.stem(x)), training=training)))
+
+
+def test_subclassed_model_fused_conv_is_reported_fused():
+    model = _Subclassed()
+    model(np.zeros((1, 12, 12, 3), "float32"))
+    randomize_batch_norms(model, np.random.default_rng(9))
+    result = convert(model)
+    assert [(f.layer, f.fused, f.output_shape) for f in result.layers] == [("binary", True, (12, 12, 16))]
+    assert result.ops["LceBconv2d"] == 1 and result.parity.passed
 
 
 def test_parity_check_catches_a_planted_mismatch():
@@ -140,7 +178,9 @@ def test_fixed_input_shape_for_models_with_unknown_sizes():
 
 
 def test_save_is_atomic_and_complete(tmp_path):
-    result = convert(_model("biper"), verify=False)
+    model = _model("biper")
+    randomize_batch_norms(model, np.random.default_rng(10))
+    result = convert(model)
     path = tmp_path / "m.tflite"
     result.save(path)
     assert path.read_bytes() == result.flatbuffer
@@ -311,7 +351,7 @@ def test_interpreter_that_cannot_prepare_names_op_node_and_layer(monkeypatch, st
     monkeypatch.setattr(_FailingInterpreter, "node", ops.index("LceBconv2d"))
     monkeypatch.setattr(_FailingInterpreter, "op", "LceBconv2d")
     with pytest.raises(ConversionError, match=r"\(LceBconv2d, Keras layer 'binary_conv'\) failed to prepare"):
-        convert(model, strict=strict, verify=False)
+        convert(model, strict=strict, verify=False)  # verify=False on purpose: it loads all the same
 
 
 def test_cli_prints_an_unpreparable_flatbuffer_as_one_line(monkeypatch, capsys, tmp_path):
