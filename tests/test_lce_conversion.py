@@ -1,6 +1,8 @@
 """A Keras 3 model of these layers converts to one LceBconv2d per binarized conv, and the
 LCE interpreter agrees with Keras."""
 
+import textwrap
+
 import keras
 import numpy as np
 import pytest
@@ -366,3 +368,60 @@ def test_cli_prints_an_unpreparable_flatbuffer_as_one_line(monkeypatch, capsys, 
         result = run_cli_here(capsys, "convert", path, "-o", str(out), *flags)
         assert_one_line_error(result, EXIT_NOT_FUSED, "(LceBconv2d, Keras layer 'binary_conv') failed to prepare")
         assert not out.exists()
+
+
+FROM_LARQ = textwrap.dedent(
+    """
+    import numpy as np
+    import tensorflow as tf
+    import larq as lq
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+    from biper_keras import larq_interop
+    from biper_keras.convert import convert
+
+    tf.keras.utils.set_random_seed(0)
+    q = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False,
+             padding="same", pad_values=1.0)
+    larq_model = tf.keras.Sequential([
+        tf.keras.Input((16, 16, 3)),
+        tf.keras.layers.Conv2D(16, 3, padding="same", use_bias=False),
+        tf.keras.layers.BatchNormalization(),
+        lq.layers.QuantConv2D(32, 3, name="q1", **q),
+        tf.keras.layers.BatchNormalization(),
+        lq.layers.QuantConv2D(32, 3, strides=2, name="q2", **q),
+        tf.keras.layers.BatchNormalization(),
+        tf.keras.layers.GlobalAveragePooling2D(),
+        tf.keras.layers.Dense(10),
+    ])
+    rng = np.random.default_rng(0)
+    for layer in larq_model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            assert layer.get_config()["axis"] == [3], layer.get_config()["axis"]
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.3, n),
+                               rng.normal(0, 0.3, n), rng.uniform(0.5, 2.0, n)])
+    x = rng.normal(size=(4, 16, 16, 3)).astype("float32")
+    expected = larq_model.predict(x, verbose=0)
+
+    direct = convert(larq_model)  # the tf_keras model itself, loaded and run once
+    assert direct.ops["LceBconv2d"] == 2, direct.ops
+    np.testing.assert_allclose(Interpreter(direct.flatbuffer).predict(x), expected, rtol=1e-3, atol=1e-3)
+
+    back = larq_interop.from_larq(larq_model)
+    axes = [l.axis for l in back.layers if "BatchNormalization" in type(l).__name__]
+    assert axes == [3, 3, 3], axes
+    result = convert(back, data=x)
+    assert result.ops["LceBconv2d"] == 2 and not result.unfused and result.parity.passed, result.table()
+    np.testing.assert_allclose(Interpreter(result.flatbuffer).predict(x), expected, rtol=1e-3, atol=1e-3)
+    print("FROM-LARQ-OK", dict(result.ops))
+    """
+)
+
+
+def test_from_larq_model_converts_and_runs():
+    """A tf_keras/Larq model's BatchNorms say axis=[3]; from_larq gives Keras 3 axis=3,
+    the case that used to give an LceBconv2d LCE could not prepare."""
+    from test_larq_plugin import _run
+
+    result = _run(FROM_LARQ, legacy=True)
+    assert result.returncode == 0 and "FROM-LARQ-OK" in result.stdout, result.stderr[-4000:]
