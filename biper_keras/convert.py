@@ -407,7 +407,8 @@ def _keras_outputs(model, x, eps=1e-5, batch_size=64):
     parts = []
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size]
-        values = probe(chunk, training=False) if probe is not None else [model(chunk, training=False)]
+        values = probe(chunk, training=False) if probe is not None else model(chunk, training=False)
+        values = values if isinstance(values, (list, tuple)) else [values]  # one output comes unlisted
         parts.append([np.asarray(v) for v in values])
     columns = [np.concatenate(c) for c in zip(*parts)]
     if probe is None and _quantized_layers(model):
