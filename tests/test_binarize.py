@@ -96,3 +96,19 @@ def test_bad_input():
     sub(np.zeros((1, 8, 8, 3), "float32"))
     with pytest.raises(ValueError, match="subclassed and cannot be rebuilt"):
         binarize(sub)
+
+
+def test_example_converts_a_keras_application():
+    import os
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    example = pathlib.Path(__file__).parents[1] / "examples" / "convert_keras_applications.py"
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, str(example), "MobileNet", "--samples", "2"], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"MobileNet 32x32: binarized 13 layers, 13 LceBconv2d, 0 unfused, [0-9.]+ MiB; loads and "
+                     r"runs in LCE's interpreter; on 2 inputs top-1 agreement 1\.00", result.stdout), result.stdout
