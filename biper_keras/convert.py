@@ -171,12 +171,16 @@ def _flatbuffer(model, target):
             f"process runs Keras on {_keras3_backend()!r}. Use `convert`, which converts "
             "in a TensorFlow subprocess."
         )
+    import tensorflow as tf
+
     from biper_keras import lce_graph
 
-    try:
-        return lce_graph.to_flatbuffer(model, target)
-    except ValueError as err:
-        raise ConversionError(str(err)) from err
+    for spec in tf.nest.flatten(lce_graph.input_signature(model)):
+        if None in spec.shape.as_list()[1:]:
+            # LCE's converter would make them 1: a file that runs on 1x1 images only.
+            raise ConversionError(f"input shape {tuple(spec.shape.as_list())} has unknown sizes: "
+                                  "pass `input_shape` (CLI: --input-shape)")
+    return lce_graph.to_flatbuffer(model, target)
 
 
 # --- loading the flatbuffer -------------------------------------------------------------

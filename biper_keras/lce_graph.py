@@ -105,7 +105,8 @@ def flatten_channel_constants(graph_def, shape_of):
 
 def to_flatbuffer(model, target):
     """`model` (Keras 3, TF backend) as an LCE flatbuffer: `model(x, training=False)`
-    traced and frozen, channel constants flattened, LCE's graph converter."""
+    traced and frozen, channel constants flattened, LCE's graph converter. Input sizes
+    other than the batch must be known (LCE's converter would make them 1)."""
     import tensorflow as tf
     from larq_compute_engine.mlir._tf_tfl_flatbuffer import convert_graphdef_to_tflite_flatbuffer
     from tensorflow.core.framework.types_pb2 import DataType
@@ -123,12 +124,6 @@ def to_flatbuffer(model, target):
 
     flatten_channel_constants(graph_def, shape_of)
     inputs = [t for t in frozen.inputs if t.dtype != tf.resource]
-    for t in inputs:
-        if None in t.shape.as_list()[1:]:
-            raise ValueError(
-                f"input shape {tuple(t.shape.as_list())} has unknown sizes besides the batch: "
-                "pass `input_shape` (CLI: --input-shape)"
-            )
     # Batch size 1, as LCE's own converter sets it (its interpreter runs sample by sample).
     shapes = [[1] + t.shape.as_list()[1:] for t in inputs]
     return convert_graphdef_to_tflite_flatbuffer(
