@@ -428,3 +428,27 @@ def test_from_larq_model_converts_and_runs():
 
     result = _run(FROM_LARQ, legacy=True)
     assert result.returncode == 0 and "FROM-LARQ-OK" in result.stdout, result.stderr[-4000:]
+
+
+@pytest.mark.parametrize("name,kwargs", [("resnet20", {}), ("vgg_small", {}), ("resnet18", {}),
+                                         ("resnet18_imagenet", {"input_shape": (64, 64, 3)})])
+def test_package_models_with_batch_norm_axis_3_fuse_load_and_match(name, kwargs):
+    """The package's models use axis=-1 (tests/test_models.py converts them as they are);
+    the same networks with axis=3, as a model rebuilt from another framework states it."""
+    from biper_keras.models import get_model
+    from biper_keras.rebuild import rebuild
+
+    def axis_3(node):
+        if node["class_name"] == "BatchNormalization" and node["config"].get("axis") == -1:
+            node["config"]["axis"] = 3
+
+    keras.utils.set_random_seed(0)
+    model = rebuild(get_model(name, **kwargs), axis_3)
+    assert {l.axis for l in model.layers if isinstance(l, keras.layers.BatchNormalization)} == {3}
+    rng = np.random.default_rng(12)
+    randomize_batch_norms(model, rng)
+    x = rng.normal(size=(2, *model.inputs[0].shape[1:])).astype("float32")
+    result = convert(model, data=x)
+    binary = [l.name for l in model.layers if isinstance(l, bk.QuantConv2D)]
+    assert result.ops["LceBconv2d"] == len(binary) and [f.layer for f in result.layers if f.fused] == binary
+    assert result.parity.passed and result.parity.top1_agreement == 1.0
