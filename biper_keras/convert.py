@@ -6,16 +6,23 @@ parity check (TensorFlow only; TensorFlow and LCE are imported inside the functi
     print(result.table())              # ops, per-layer fusion, sizes, parity
     result.save("model.tflite")
 
-Keras 3 models go through `model.export` + `larq_compute_engine.convert_saved_model`;
-tf_keras (Larq) models through `larq_compute_engine.convert_keras_model`. A model that
-lives on the JAX or torch backend is saved to a temporary `.keras` file and converted by
-a TensorFlow-backend subprocess (`.keras` weights load across backends).
+Keras 3 models are traced (`model(x, training=False)`), frozen, given 1-D per-channel
+constants (see `biper_keras.lce_graph`) and converted by LCE's graph converter; tf_keras
+(Larq) models go through `larq_compute_engine.convert_keras_model`. A model that lives on
+the JAX or torch backend is saved to a temporary `.keras` file and converted by a
+TensorFlow-backend subprocess (`.keras` weights load across backends).
+
+Every flatbuffer, whatever the target ("arm" and "xcore" files both run in LCE's x86
+interpreter), is loaded in LCE's interpreter and run once before it is returned: one that
+does not prepare is a `ConversionError` naming the op, its node and the Keras layer.
 """
 
 import collections
+import contextlib
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -54,6 +61,7 @@ class LayerFusion:
     output_shape: tuple
     fused: bool
     reason: str = ""
+    node: int = None  # index of its LceBconv2d among the flatbuffer's operators
 
 
 @dataclasses.dataclass
@@ -62,7 +70,7 @@ class Parity:
     max_abs_diff: float
     max_abs_output: float
     top1_agreement: float  # None when the output is not a class-score vector
-    near_zero_binarizer_inputs: int  # inputs so close to 0 that rounding may flip them
+    near_zero_binarizer_inputs: int  # inputs so close to 0 that rounding may flip them (None: not probed)
     passed: bool
     criterion: str
 
@@ -126,9 +134,13 @@ class ConversionResult:
             lines.append(
                 f"parity on {p.samples} inputs: max |diff| {p.max_abs_diff:.3g} (outputs up to "
                 f"{p.max_abs_output:.3g}){agreement}, near-zero binarizer inputs "
-                f"{p.near_zero_binarizer_inputs}: {'ok' if p.passed else 'FAILED'} ({p.criterion})"
+                f"{_count(p.near_zero_binarizer_inputs)}: {'ok' if p.passed else 'FAILED'} ({p.criterion})"
             )
         return "\n".join(lines)
+
+
+def _count(near_zero):
+    return "(not counted: subclassed model)" if near_zero is None else near_zero
 
 
 def _is_tf_keras(model):
@@ -143,7 +155,14 @@ def _keras3_backend():
 
 def convert_keras_model(model, *, target="arm"):
     """Converts a Keras 3 model (TF backend) to an LCE TFLite flatbuffer (bytes), with no
-    report: `model.export` then `larq_compute_engine.convert_saved_model`."""
+    report; the flatbuffer has been loaded and run once in LCE's interpreter (a
+    `ConversionError` names the op and layer that would not prepare)."""
+    flatbuffer = _flatbuffer(model, target)
+    _run_once(flatbuffer, model, target)
+    return flatbuffer
+
+
+def _flatbuffer(model, target):
     if target not in TARGETS:
         raise ValueError(f"Argument `target` must be 'arm' or 'xcore'. Received: {target!r}.")
     if _keras3_backend() != "tensorflow":
@@ -152,11 +171,108 @@ def convert_keras_model(model, *, target="arm"):
             f"process runs Keras on {_keras3_backend()!r}. Use `convert`, which converts "
             "in a TensorFlow subprocess."
         )
-    import larq_compute_engine as lce
+    import tensorflow as tf
 
-    with tempfile.TemporaryDirectory() as saved_model_dir:
-        model.export(saved_model_dir, format="tf_saved_model", verbose=False)
-        return lce.convert_saved_model(saved_model_dir, target=target)
+    from biper_keras import lce_graph
+
+    for spec in tf.nest.flatten(lce_graph.input_signature(model)):
+        if None in spec.shape.as_list()[1:]:
+            # LCE's converter would make them 1: a file that runs on 1x1 images only.
+            raise ConversionError(f"input shape {tuple(spec.shape.as_list())} has unknown sizes: "
+                                  "pass `input_shape` (CLI: --input-shape)")
+    return lce_graph.to_flatbuffer(model, target)
+
+
+# --- loading the flatbuffer -------------------------------------------------------------
+
+
+def _interpreter(flatbuffer):
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    return Interpreter(flatbuffer)
+
+
+@contextlib.contextmanager
+def _stderr_to(file):
+    """Points file descriptor 2 at `file` (TFLite writes its prepare errors there, not to
+    Python's sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(file.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _run_once(flatbuffer, model, target, report=None):
+    """Loads `flatbuffer` in LCE's interpreter and runs one inference on random inputs;
+    raises `ConversionError` naming the op, node and Keras layer if it cannot."""
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        try:
+            with _stderr_to(log):
+                interpreter = _interpreter(flatbuffer)
+                rng = np.random.default_rng(0)
+                inputs = [rng.normal(size=shape).astype(dtype)
+                          for shape, dtype in zip(interpreter.input_shapes, interpreter.input_types)]
+                interpreter.predict(inputs[0] if len(inputs) == 1 else inputs)
+            failure = None
+        except (RuntimeError, ValueError) as err:
+            failure = err
+        log.seek(0)
+        text = log.read().decode(errors="replace")
+    if failure is None:
+        if text:
+            sys.stderr.write(text)  # nothing failed: pass on whatever it said
+        return
+    if report is None and model is not None and not _is_tf_keras(model):
+        report = _fusion_report(model, _ops_with_output_shapes(flatbuffer), target)
+    raise ConversionError(_not_runnable_message(flatbuffer, model, report or [], text, failure))
+
+
+def _not_runnable_message(flatbuffer, model, report, log, failure):
+    # TFLite's own lines: "ERROR: <file>:<line> <condition>", "ERROR: Node number N (OP)
+    # failed to prepare."; anything else on fd 2 in that window is not about this file.
+    lines = [l.removeprefix("ERROR: ").strip() for l in log.splitlines() if l.startswith("ERROR: ")]
+    node = next(filter(None, (re.search(r"Node number (\d+) \((\w+)\) failed to (\w+)", l) for l in lines)), None)
+    why = "; ".join(_short(l) for l in lines if not l.startswith("Node number")) or " ".join(str(failure).split())
+    if node is None:
+        return f"the converted flatbuffer does not run in LCE's interpreter: {why}"
+    index, op, stage = int(node.group(1)), node.group(2), node.group(3)
+    layer = next((f.layer for f in report if f.node == index), None) or _layer_of_op(flatbuffer, model, index)
+    origin = f"Keras layer {layer!r}" if layer else "no Keras layer found in its tensor names"
+    return (f"the converted flatbuffer does not run in LCE's interpreter: node {index} ({op}, "
+            f"{origin}) failed to {stage}: {why}")
+
+
+def _short(line):
+    """"larq_compute_engine/tflite/kernels/bconv2d.cc:221 X != 1" -> "bconv2d.cc:221 X != 1"."""
+    where, _, what = line.partition(" ")
+    return f"{os.path.basename(where)} {what}" if what and re.search(r"\.\w+:\d+$", where) else line
+
+
+def _layer_of_op(flatbuffer, model, index):
+    """The innermost Keras layer named in the tensor names of operator `index` (TF scopes
+    are layer names, possibly with a "_<n>" suffix added when traced again)."""
+    from larq_compute_engine.mlir.python import tflite_schema as schema
+
+    if model is None:
+        return None
+    graph = schema.Model.GetRootAs(flatbuffer, 0).Subgraphs(0)
+    if index >= graph.OperatorsLength():
+        return None
+    op = graph.Operators(index)
+    names = [graph.Tensors(op.Outputs(i)).Name().decode() for i in range(op.OutputsLength())]
+    names += [graph.Tensors(op.Inputs(i)).Name().decode() for i in range(op.InputsLength()) if op.Inputs(i) >= 0]
+    layers = {l.name for l in model._flatten_layers(include_self=False)}
+    for name in names:
+        for scope in reversed(name.split(";")[0].split("/")[:-1]):
+            for candidate in (scope, re.sub(r"_\d+$", "", scope)):
+                if candidate in layers:
+                    return candidate
+    return None
 
 
 def op_histogram(flatbuffer):
@@ -239,13 +355,25 @@ def _same_shape(keras_shape, tflite_shape):
     )
 
 
+def _output_shape(layer):
+    """Without the batch size. A subclassed model's layers have no symbolic output: their
+    shape follows from the input shape they were built with."""
+    try:
+        return tuple(layer.output.shape[1:])
+    except (AttributeError, ValueError):
+        built = list(getattr(layer, "_build_shapes_dict", None) or {})
+        if len(built) != 1:
+            return ()
+        return tuple(layer.compute_output_shape(layer._build_shapes_dict[built[0]])[1:])
+
+
 def _fusion_report(model, ops, target):
     from biper_keras.layers import QuantConv2D
 
-    bconv_shapes = [shape[1:] for name, shape in ops if name == "LceBconv2d"]
+    bconvs = [(i, shape[1:]) for i, (name, shape) in enumerate(ops) if name == "LceBconv2d"]
     report = []
     for layer in _quantized_layers(model):
-        shape = tuple(layer.output.shape[1:]) if hasattr(layer, "output") else ()
+        shape = _output_shape(layer)
         if not isinstance(layer, QuantConv2D):
             report.append(LayerFusion(layer.name, "dense", shape, False,
                                       "LCE has no binary dense op: runs as float FULLY_CONNECTED"))
@@ -253,30 +381,44 @@ def _fusion_report(model, ops, target):
         reason = _unfusable_reason(layer, target)
         # Match binary convs in graph order by output shape (a BatchNorm folded into
         # the op keeps it); unknown Keras dimensions match any size.
-        match = next((s for s in bconv_shapes if _same_shape(shape, s)), None)
+        match = next((b for b in bconvs if _same_shape(shape, b[1])), None)
         fused = match is not None
         if fused:
-            bconv_shapes.remove(match)
+            bconvs.remove(match)
         elif not reason:
             reason = "not matched by the converter (input binarizer not feeding the conv directly?)"
-        report.append(LayerFusion(layer.name, "conv", shape, fused, "" if fused else reason))
+        report.append(LayerFusion(layer.name, "conv", shape, fused, "" if fused else reason,
+                                  match[0] if fused else None))
     return report
 
 
 # --- parity ---------------------------------------------------------------------------
 
 
-def _near_zero_binarizer_inputs(model, x, eps=1e-5):
-    """Inputs of input binarizers within eps * (their std) of 0, on the given data."""
+def _keras_outputs(model, x, eps=1e-5, batch_size=64):
+    """Keras's output on `x` (inference mode) and the number of input-binarizer inputs
+    within eps * (their std) of 0, from one probe model called eagerly in batches (a
+    `predict` would first trace the whole model again: 10 s on a ResNet50). Subclassed
+    models have no symbolic graph to probe: their count is None."""
     import keras
 
     layers = [l for l in _quantized_layers(model) if _binary(getattr(l, "input_quantizer", None))]
-    if not layers:
-        return 0
-    probe = keras.Model(model.inputs, [l.input for l in layers])
-    values = probe.predict(x, verbose=0)
-    values = values if isinstance(values, list) else [values]
-    return int(sum(np.sum(np.abs(v) <= eps * (np.std(v) + 1e-12)) for v in values))
+    try:
+        inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+        probe = keras.Model(inputs, [model.outputs[0], *[l.input for l in layers]])
+    except (AttributeError, TypeError, ValueError):
+        probe, layers = None, []
+    parts = []
+    for start in range(0, len(x), batch_size):
+        chunk = x[start:start + batch_size]
+        values = probe(chunk, training=False) if probe is not None else model(chunk, training=False)
+        values = values if isinstance(values, (list, tuple)) else [values]  # one output comes unlisted
+        parts.append([np.asarray(v) for v in values])
+    columns = [np.concatenate(c) for c in zip(*parts)]
+    if probe is None and _quantized_layers(model):
+        return columns[0], None
+    near_zero = sum(int(np.sum(np.abs(v) <= eps * (np.std(v) + 1e-12))) for v in columns[1:])
+    return columns[0], near_zero
 
 
 def check_parity(flatbuffer, model, x, *, min_top1=0.98, atol=1e-3, rtol=1e-3):
@@ -287,11 +429,9 @@ def check_parity(flatbuffer, model, x, *, min_top1=0.98, atol=1e-3, rtol=1e-3):
     a large logit change, so max |diff| alone is too strict); other outputs pass when
     max |diff| <= atol + rtol * max |output|. Returns a `Parity`.
     """
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
     x = np.asarray(x, dtype=np.float32)
-    expected = np.asarray(model.predict(x, verbose=0))
-    got = np.asarray(Interpreter(flatbuffer).predict(x)).reshape(expected.shape)
+    expected, near_zero = _keras_outputs(model, x)
+    got = np.asarray(_interpreter(flatbuffer).predict(x)).reshape(expected.shape)
     diff = float(np.max(np.abs(got - expected)))
     scale = float(np.max(np.abs(expected)))
     top1 = None
@@ -301,13 +441,23 @@ def check_parity(flatbuffer, model, x, *, min_top1=0.98, atol=1e-3, rtol=1e-3):
     else:
         passed = diff <= atol + rtol * scale
         criterion = f"max |diff| <= {atol} + {rtol} * max |output|"
-    return Parity(len(x), diff, scale, top1, _near_zero_binarizer_inputs(model, x), bool(passed), criterion)
+    return Parity(len(x), diff, scale, top1, near_zero, bool(passed), criterion)
+
+
+def _input_shape(model):
+    """The first input's shape, batch size None (also for subclassed models)."""
+    import tensorflow as tf
+
+    from biper_keras import lce_graph
+
+    return tuple(tf.nest.flatten(lce_graph.input_signature(model))[0].shape.as_list())
 
 
 def _fixed_input_model(model, input_shape):
     import keras
 
-    inputs = keras.Input(tuple(input_shape[1:]) if len(input_shape) == len(model.inputs[0].shape) else tuple(input_shape))
+    rank = len(_input_shape(model))
+    inputs = keras.Input(tuple(input_shape[1:]) if len(input_shape) == rank else tuple(input_shape))
     return keras.Model(inputs, model(inputs), name=model.name)
 
 
@@ -348,10 +498,12 @@ def convert(
         target: "arm" (Raspberry Pi, Android) or "xcore".
         input_shape: fix the input shape (e.g. `(1, 224, 224, 3)`) when the model's
             spatial dimensions are None.
-        verify: run the parity check (LCE interpreter vs Keras).
+        verify: run the parity check (LCE interpreter vs Keras). Without it the
+            flatbuffer is still loaded and run once in LCE's interpreter.
         strict: raise `ConversionError` naming every quantized conv that did not become
             `LceBconv2d`, and `ParityError` when parity fails. With False, both are only
-            reported.
+            reported. A flatbuffer that LCE's interpreter cannot prepare or run is a
+            `ConversionError` in both modes.
         data: inputs for the parity check (default: 8 standard-normal samples).
 
     Returns:
@@ -371,10 +523,11 @@ def convert(
     if not _quantized_layers(model):
         warnings.warn(f"Model {model.name!r} has no quantized layers: it converts to a float model.")
     exported = model if input_shape is None else _fixed_input_model(model, input_shape)
-    flatbuffer = convert_keras_model(exported, target=target)
+    flatbuffer = _flatbuffer(exported, target)
     ops = _ops_with_output_shapes(flatbuffer)
     result = ConversionResult(flatbuffer, target, dict(collections.Counter(n for n, _ in ops)),
                               _fusion_report(model, ops, target), _float32_size(model))
+    _run_once(flatbuffer, model, target, result.layers)
     if strict and result.unfused:
         raise ConversionError(
             "quantized convolutions not converted to LceBconv2d: "
@@ -383,7 +536,7 @@ def convert(
         )
     if verify:
         if data is None:
-            shape = tuple(exported.inputs[0].shape[1:])
+            shape = _input_shape(exported)[1:]
             if None in shape:
                 raise ConversionError(f"input shape {shape} has unknown sizes: pass `input_shape`")
             data = np.random.default_rng(0).normal(size=(8, *shape)).astype("float32")
@@ -393,7 +546,7 @@ def convert(
             raise ParityError(
                 f"LCE and Keras disagree on {p.samples} inputs: max |diff| {p.max_abs_diff:.3g}, "
                 f"top-1 agreement {p.top1_agreement}, needed {p.criterion}; "
-                f"{p.near_zero_binarizer_inputs} binarizer inputs are ~0 and may flip sign "
+                f"{_count(p.near_zero_binarizer_inputs)} binarizer inputs are ~0 and may flip sign "
                 "(untrained BatchNorm statistics cause exact zeros). Pass strict=False "
                 "(CLI: --allow-unfused) to keep the result anyway."
             )
@@ -404,6 +557,7 @@ def _convert_tf_keras(model, target):
     import larq_compute_engine as lce
 
     flatbuffer = lce.convert_keras_model(model, target=target)
+    _run_once(flatbuffer, model, target)
     return ConversionResult(flatbuffer, target, dict(op_histogram(flatbuffer)), [], _float32_size(model))
 
 

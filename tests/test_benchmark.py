@@ -106,7 +106,7 @@ def test_float_twin_swaps_layers_and_keeps_latent_weights():
 
 def test_time_tflite_and_compare_with_float():
     model = _tiny_bnn()
-    rows = benchmark.time_tflite(convert(model, verify=False).flatbuffer, threads=(1, 2), warmup=1, runs=3)
+    rows = benchmark.time_tflite(convert(model).flatbuffer, threads=(1, 2), warmup=1, runs=3)
     assert {(r.option, r.threads) for r in rows} == {(o, t) for o in benchmark.LCE_OPTIONS for t in (1, 2)}
     assert all(0 < r.min_ms <= r.median_ms <= r.p90_ms for r in rows)
     report = benchmark.compare_with_float(model, threads=(1,), warmup=1, runs=3)
