@@ -263,14 +263,23 @@ def _push_command(prefix, local, remote):
 
 
 def _run(command, timeout, what):
-    """subprocess.run, with a hung device (or ssh waiting for a password) turned into a
-    one-line error instead of a TimeoutExpired traceback."""
+    """Runs `command` (capturing its output) in its own process group, so that a hung
+    device command and whatever it started (a shell, ssh) are killed at `timeout`, which
+    becomes a one-line `TimeoutError` instead of a traceback."""
+    import signal
+
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise TimeoutError(f"{what} did not finish within {timeout:g} s ({shlex.join(command)}): "
-                           "is the device reachable and responding?") from None
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException as err:  # the timeout, or Ctrl-C (which the new session does not get)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        if isinstance(err, subprocess.TimeoutExpired):
+            raise TimeoutError(f"{what} did not finish within {timeout:g} s ({shlex.join(command)}): "
+                               "is the device reachable and responding?") from None
+        raise
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
 def run_lce_benchmark_model(binary, model_path, *, prefix=None, remote_dir="/tmp", remote_model=None,

@@ -629,8 +629,7 @@ def _message(err):
     if not lines:
         return type(err).__name__
     if type(err).__module__.startswith("tensorflow") and len(lines) > 1:
-        causes = [l for l in lines[1:] if not l.startswith(("Detected at node", "File ", "[[", "Traceback"))
-                  and not l.startswith("(") and ":" in l]
+        causes = [l for l in lines[1:] if not l.startswith(("Detected at node", "File ", "[[", "Traceback"))]
         if causes:
             return f"{lines[0]} {causes[-1]}"
     return lines[0]
