@@ -49,10 +49,10 @@ def check_resumable(out, current):
         return
     stored = read_json(out / RUN_FILE)
     if stored is None:
-        summary = read_json(out / "summary.json")
         if not any((out / f"stage{n}").is_dir() for n in (1, 2)):
             raise ValueError(f"{out} is not a training run (no {RUN_FILE}, no stage1/ or stage2/) but holds "
                              "files: refusing to resume into it; choose an empty or new folder.")
+        summary = read_json(out / "summary.json")
         stored = {"recipe": summary["recipe"]} if summary and "recipe" in summary else {}
     differences = []
     old, new = _flat(stored.get("recipe", {})), _flat(current["recipe"])

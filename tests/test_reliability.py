@@ -249,3 +249,189 @@ def test_exit_codes_are_distinct():
     codes = [2, cli.EXIT_INPUT, cli.EXIT_IO, cli.EXIT_NOT_FUSED, cli.EXIT_PARITY,
              128 + signal.SIGINT, 128 + signal.SIGTERM]
     assert len(set(codes)) == len(codes)
+
+
+# --- issue 24: nothing the user has may be lost ----------------------------------------
+
+
+def _sha(path):
+    import hashlib
+
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def _tiny_model_file(folder):
+    model = keras.Sequential([keras.Input((8, 8, 3)),
+                              bk.QuantConv2D(4, 3, kernel_quantizer="ste_sign", input_quantizer="ste_sign"),
+                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    path = folder / "m.keras"
+    model.save(path)
+    return path, model
+
+
+def test_convert_refuses_an_output_that_is_one_of_its_inputs(tmp_path, capsys):
+    path, _ = _tiny_model_file(tmp_path)
+    data = tmp_path / "x.npy"
+    np.save(data, np.zeros((2, 8, 8, 3), "float32"))
+    before = {p: _sha(p) for p in (path, data)}
+    same_model = str(tmp_path / ".." / tmp_path.name / "m.keras")  # another spelling of the same file
+    assert_one_line_error(run_cli_here(capsys, "convert", str(path), "-o", same_model), 3, "is the input")
+    assert_one_line_error(run_cli_here(capsys, "convert", str(path), "--data", str(data), "-o", str(data)), 3,
+                          f"is the input {data}")
+    assert {p: _sha(p) for p in (path, data)} == before
+    assert_one_line_error(run_cli_here(capsys, "convert", str(path), "-o", ""), 3, "-o/--output is empty")
+    assert_one_line_error(run_cli_here(capsys, "convert", str(path), "-o", str(tmp_path)), 3, "is a folder")
+
+
+def _sample_subset(root, classes=("airplane", "cat"), per_class=3, splits=("train", "test")):
+    for split in splits:
+        for cls in classes:
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for f in sorted((SAMPLE / split / cls).iterdir())[:per_class]:
+                shutil.copy(f, folder)
+    return root
+
+
+def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    out = tmp_path / "deploy"
+    out.mkdir()
+    (out / "model.tflite").write_bytes(os.urandom(64))
+    (out / "conversion.json").write_text('{"ops": {"LceBconv2d": 18}}')
+    (out / "summary.json").write_text('{"stage2": {"test_accuracy": 0.91}}')
+    before = {p.name: _sha(p) for p in out.iterdir()}
+    result = run_cli_here(capsys, *TRAIN, "--epochs", "1,1", "--out", str(out), "--resume")
+    assert_one_line_error(result, 3, "is not a training run")
+    assert {p.name: _sha(p) for p in out.iterdir()} == before  # nothing written, nothing replaced
+
+
+@pytest.mark.parametrize("state", ["{}", "[]", "null", '{"stage": 2, "epochs_done": -3, "checkpoint": "checkpoint--003.keras"}',
+                                   '{"stage": 2, "epochs_done": 2, "checkpoint": "checkpoint-0001.keras"}', None])
+def test_a_malformed_state_is_an_error_and_keeps_the_checkpoints(tmp_path, capsys, state):
+    folder = tmp_path / "run" / "stage2"
+    folder.mkdir(parents=True)
+    checkpoint = folder / "checkpoint-0002.keras"
+    checkpoint.write_bytes(os.urandom(256))  # never read: the state is refused first
+    if state is not None:
+        (folder / "state.json").write_text(state)
+    before = _sha(checkpoint)
+    result = run_cli_here(capsys, *TRAIN, "--epochs", "1,3", "--out", str(tmp_path / "run"), "--resume")
+    expected = "has checkpoints but no state.json" if state is None else "state.json is not a training state"
+    assert_one_line_error(result, 3, expected)
+    assert _sha(checkpoint) == before and sorted(p.name for p in folder.iterdir()) == sorted(
+        ["checkpoint-0002.keras"] + (["state.json"] if state is not None else []))
+
+
+def _accuracy(model, dataset):
+    hits = total = 0
+    for x, y in dataset:
+        hits += int(np.sum(np.argmax(model.predict(x, verbose=0), 1) == y.numpy()))
+        total += len(y)
+    return hits / total
+
+
+def test_an_interrupted_final_evaluation_is_completed_on_resume(tmp_path, capsys, monkeypatch):
+    # Stopping the process inside the evaluation that follows `stage1/model.keras` (the
+    # state a SIGKILL there leaves: nothing is written between the two) used to lose
+    # stage 1's accuracy for good.
+    out = tmp_path / "run"
+    args = ("train", "--data", str(SAMPLE), "--batch-size", "50", "--limit", "100", "--no-convert",
+            "--epochs", "1,1", "--out", str(out))
+    original = keras.Model.evaluate
+
+    def interrupted(self, *a, **kw):
+        if "_use_cached_eval_dataset" in kw:  # fit's validation pass: let it run
+            return original(self, *a, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.Model, "evaluate", interrupted)
+    assert_one_line_error(run_cli_here(capsys, *args), 130, "interrupted by SIGINT")
+    assert (out / "stage1" / "model.keras").exists() and not (out / "summary.json").exists()
+    monkeypatch.setattr(keras.Model, "evaluate", original)
+    result = run_cli_here(capsys, *args, "--resume")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    data = image_datasets(SAMPLE, batch_size=50, limit_per_split=100, augment=None, shuffle=False)
+    for stage in ("stage1", "stage2"):
+        model = keras.models.load_model(out / stage / "model.keras")
+        assert summary[stage]["test_accuracy"] == pytest.approx(_accuracy(model, data.test), abs=1e-6)
+        assert summary[stage]["epochs"] == 1 and summary[stage]["seconds"] > 0
+    assert summary["stage1"]["images_per_second"] > 0  # kept from stage1/fit.json
+
+
+def test_truncated_or_garbage_tflite_is_refused_before_the_interpreter(tmp_path, capsys):
+    from biper_keras.benchmark import time_tflite, validate_flatbuffer
+    from biper_keras.convert import convert
+
+    _, model = _tiny_model_file(tmp_path)
+    flatbuffer = convert(model, verify=False).flatbuffer
+    validate_flatbuffer(flatbuffer)  # a sound file passes, and times
+    assert time_tflite(flatbuffer, threads=(1,), options={"default": {}}, warmup=0, runs=1)[0].runs == 1
+    bad = tmp_path / "bad.tflite"
+    rng = np.random.default_rng(0)
+    cases = [flatbuffer[:3000], flatbuffer[:len(flatbuffer) - 9]]
+    cases += [flatbuffer[:8] + rng.integers(0, 256, len(flatbuffer) - 8, dtype=np.uint8).tobytes() for _ in range(5)]
+    for case in cases:
+        bad.write_bytes(case)
+        # In this process: a segfault in the interpreter would end the test run here.
+        assert_one_line_error(run_cli_here(capsys, "benchmark", str(bad), "--threads", "1", "--runs", "1"), 3,
+                              "corrupt TFLite flatbuffer")
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        time_tflite(flatbuffer[:3000], threads=(1,))
+
+
+def test_a_batch_larger_than_the_data_is_bounded_by_it(tmp_path, capsys):
+    data = image_datasets(SAMPLE, batch_size=2**31 - 1, limit_per_split=16, augment=None)
+    assert [len(y) for _, y in data.train] == [16] and [len(y) for _, y in data.test] == [16]
+    out = tmp_path / "run"
+    result = run_cli_here(capsys, "train", "--data", str(SAMPLE), "--quantizer", "bnn", "--batch-size", str(2**31 - 1),
+                          "--limit", "16", "--epochs", "1", "--no-convert", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = keras.models.load_model(out / "stage2" / "model.keras")
+    assert int(np.array(model.optimizer.iterations)) == 1  # one step: the whole set in one batch
+
+
+def test_an_interrupt_swallowed_by_a_gc_callback_still_stops_the_run(tmp_path, capsys, monkeypatch):
+    # TensorFlow's _xla_gc_callback: Python prints "Exception ignored in" for an
+    # exception raised while a gc callback runs, and drops it. Reproduced exactly: the
+    # CLI's SIGINT handler raising inside a gc callback, right after epoch 1's commit.
+    import gc
+
+    from biper_keras import cli, training
+
+    def swallowed(phase, info):
+        gc.callbacks.remove(swallowed)
+        cli._on_signal(signal.SIGINT, None)
+
+    original = training.EpochCheckpoint.on_epoch_end
+
+    def commit_then_signal(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            gc.callbacks.append(swallowed)
+            gc.collect()
+
+    monkeypatch.setattr(training.EpochCheckpoint, "on_epoch_end", commit_then_signal)
+    out = tmp_path / "run"
+    args = (*TRAIN, "--epochs", "1,3", "--out", str(out))
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+    result = run_cli_here(capsys, *args)
+    assert [type(d.exc_value) for d in dropped] == [cli._Interrupted]  # Python did drop it
+    assert_one_line_error(result, 130, "interrupted by SIGINT; complete epochs are saved")
+    assert _check_committed_state(out / "stage2") == 1  # stopped at the next batch, not at the end
+    monkeypatch.setattr(training.EpochCheckpoint, "on_epoch_end", original)
+    result = run_cli_here(capsys, *args, "--resume")
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = keras.models.load_model(out / "stage2" / "model.keras")
+    assert int(np.array(model.optimizer.iterations)) == 3 * 2
+
+    # The finished run: resuming it with another recipe or other classes is refused.
+    summary = _sha(out / "summary.json")
+    for extra, message in [(("--epochs", "1,1"), "stage2.epochs 3 -> 1"),
+                           (("--model", "vgg_small"), "model 'resnet20' -> 'vgg_small'")]:
+        assert_one_line_error(run_cli_here(capsys, *args, *extra, "--resume"), 3, message)
+    few = _sample_subset(tmp_path / "two-classes")
+    assert_one_line_error(run_cli_here(capsys, *args, "--data", str(few), "--resume"), 3,
+                          "number of classes 10 -> 2")
+    assert _sha(out / "summary.json") == summary
