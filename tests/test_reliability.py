@@ -72,7 +72,7 @@ def test_killed_and_terminated_runs_resume_without_losing_an_epoch(tmp_path):
     rng = random.Random(seed)  # printed on failure, to replay the same kill points
     out = tmp_path / "run"
     folder = out / "stage2"
-    epochs = 6
+    epochs = 8
     resume = ("--epochs", f"1,{epochs}", "--resume")
 
     code, _ = _interrupt_after_progress(_start(out, "--epochs", f"1,{epochs}"), folder, signal.SIGKILL, rng)
@@ -86,6 +86,13 @@ def test_killed_and_terminated_runs_resume_without_losing_an_epoch(tmp_path):
     lines = [l for l in stderr.splitlines() if l.startswith("biper-keras")]
     assert len(lines) == 1 and "interrupted by SIGTERM" in lines[0] and "--resume" in lines[0], stderr[-2000:]
     assert "Traceback" not in stderr
+    done.append(_check_committed_state(folder))
+
+    # Ctrl-C at a random moment: exit 130 every time (not 1 run in 4 running to the end),
+    # and a state that resumes.
+    code, stderr = _interrupt_after_progress(_start(out, *resume), folder, signal.SIGINT, rng)
+    assert code == 128 + signal.SIGINT, (seed, stderr[-2000:])
+    assert "interrupted by SIGINT" in stderr and "Traceback" not in stderr, (seed, stderr[-2000:])
     done.append(_check_committed_state(folder))
 
     assert done == sorted(done) and done[-1] < epochs, (seed, done)
@@ -330,12 +337,13 @@ def _accuracy(model, dataset):
     return hits / total
 
 
+@pytest.mark.slow
 def test_an_interrupted_final_evaluation_is_completed_on_resume(tmp_path, capsys, monkeypatch):
     # Stopping the process inside the evaluation that follows `stage1/model.keras` (the
     # state a SIGKILL there leaves: nothing is written between the two) used to lose
     # stage 1's accuracy for good.
     out = tmp_path / "run"
-    args = ("train", "--data", str(SAMPLE), "--batch-size", "50", "--limit", "100", "--no-convert",
+    args = ("train", "--data", str(SAMPLE), "--batch-size", "50", "--limit", "50", "--no-convert",
             "--epochs", "1,1", "--out", str(out))
     original = keras.Model.evaluate
 
@@ -351,7 +359,7 @@ def test_an_interrupted_final_evaluation_is_completed_on_resume(tmp_path, capsys
     result = run_cli_here(capsys, *args, "--resume")
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
-    data = image_datasets(SAMPLE, batch_size=50, limit_per_split=100, augment=None, shuffle=False)
+    data = image_datasets(SAMPLE, batch_size=50, limit_per_split=50, augment=None, shuffle=False)
     for stage in ("stage1", "stage2"):
         model = keras.models.load_model(out / stage / "model.keras")
         assert summary[stage]["test_accuracy"] == pytest.approx(_accuracy(model, data.test), abs=1e-6)
@@ -413,7 +421,7 @@ def test_an_interrupt_swallowed_by_a_gc_callback_still_stops_the_run(tmp_path, c
 
     monkeypatch.setattr(training.EpochCheckpoint, "on_epoch_end", commit_then_signal)
     out = tmp_path / "run"
-    args = (*TRAIN, "--epochs", "1,3", "--out", str(out))
+    args = (*TRAIN, "--epochs", "1,2", "--out", str(out))
     dropped = []
     monkeypatch.setattr(sys, "unraisablehook", dropped.append)
     result = run_cli_here(capsys, *args)
@@ -424,14 +432,103 @@ def test_an_interrupt_swallowed_by_a_gc_callback_still_stops_the_run(tmp_path, c
     result = run_cli_here(capsys, *args, "--resume")
     assert result.returncode == 0, result.stderr[-2000:]
     model = keras.models.load_model(out / "stage2" / "model.keras")
-    assert int(np.array(model.optimizer.iterations)) == 3 * 2
+    assert int(np.array(model.optimizer.iterations)) == 2 * 2
 
     # The finished run: resuming it with another recipe or other classes is refused.
     summary = _sha(out / "summary.json")
-    for extra, message in [(("--epochs", "1,1"), "stage2.epochs 3 -> 1"),
+    for extra, message in [(("--epochs", "1,1"), "stage2.epochs 2 -> 1"),
                            (("--model", "vgg_small"), "model 'resnet20' -> 'vgg_small'")]:
         assert_one_line_error(run_cli_here(capsys, *args, *extra, "--resume"), 3, message)
     few = _sample_subset(tmp_path / "two-classes")
     assert_one_line_error(run_cli_here(capsys, *args, "--data", str(few), "--resume"), 3,
                           "number of classes 10 -> 2")
     assert _sha(out / "summary.json") == summary
+
+
+def test_convert_refuses_data_and_values_that_make_the_check_meaningless(tmp_path, capsys):
+    path, _ = _tiny_model_file(tmp_path)
+    cases = {"empty.npy": np.zeros((0, 8, 8, 3), "float32"), "nan.npy": np.full((2, 8, 8, 3), np.nan, "float32"),
+             "text.npy": np.array(["a", "b"])}
+    for name, array in cases.items():
+        np.save(tmp_path / name, array)
+    convert = ("convert", str(path), "--data")
+    assert_one_line_error(run_cli_here(capsys, *convert, str(tmp_path / "empty.npy")), 3, "holds no samples (shape (0, 8, 8, 3))")
+    assert_one_line_error(run_cli_here(capsys, *convert, str(tmp_path / "nan.npy")), 3, "contains NaN or infinite values")
+    assert_one_line_error(run_cli_here(capsys, *convert, str(tmp_path / "text.npy")), 3, "must hold one numeric array")
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    assert_one_line_error(run_cli_here(capsys, *convert, str(tmp_path / "junk.npy")), 3, "could not load")
+    # A fraction above 1 can never pass: it is a bad value, not a Keras/LCE disagreement (6).
+    for value in ("2", "-0.1", "nan"):
+        assert_one_line_error(run_cli_here(capsys, "convert", str(path), "--min-top1", value), 3,
+                              "--min-top1 must be a fraction between 0 and 1")
+
+
+def test_empty_corrupt_and_unreadable_files_are_named_as_such(tmp_path, capsys, monkeypatch):
+    from biper_keras import cli
+
+    empty = tmp_path / "empty.keras"
+    empty.write_bytes(b"")
+    assert_one_line_error(run_cli_here(capsys, "summary", str(empty)), 3, "is empty (0 bytes)")
+    torn = tmp_path / "torn.keras"
+    torn.write_bytes(b"PK\x03\x04" + os.urandom(100))
+    assert_one_line_error(run_cli_here(capsys, "summary", str(torn)), 3, "the zip archive is truncated or corrupt")
+    assert_one_line_error(run_cli_here(capsys, "summary", str(tmp_path)), 3, "is not a file")
+    assert_one_line_error(run_cli_here(capsys, "benchmark", str(empty.with_suffix(".tflite"))), 3, "no such file")
+
+    def unreadable(path, *args, **kwargs):  # tests run as root, where chmod 000 still reads
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(cli, "open", unreadable, raising=False)
+    assert_one_line_error(run_cli_here(capsys, "summary", str(torn)), 4, "cannot read")
+    assert_one_line_error(run_cli_here(capsys, "benchmark", str(torn)), 4, "Permission denied")
+
+
+def test_the_backend_option_is_removed_in_every_spelling():
+    from biper_keras.cli import _without_option
+
+    base = ["train", "--data", "d", "--out", "o"]
+    for spelled in (["--backend", "jax"], ["--backend=jax"], ["--back", "jax"], ["--backend=jax"]):
+        assert _without_option(base[:3] + spelled + base[3:], "--backend") == base
+    assert _without_option(["train", "--", "--backend"], "--backend") == ["train", "--", "--backend"]
+
+
+def test_a_hanging_device_times_out_with_one_line(tmp_path, capsys):
+    import stat
+
+    hang = tmp_path / "lce_benchmark_model"
+    hang.write_text("#!/bin/sh\nsleep 60 &\nsleep 60\n")  # a child of its own too: the whole group goes
+    hang.chmod(hang.stat().st_mode | stat.S_IEXEC)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"fake")
+    start = time.monotonic()
+    result = run_cli_here(capsys, "benchmark", str(model), "--device-binary", str(hang), "--threads", "1",
+                          "--timeout", "1")
+    assert_one_line_error(result, 4, "lce_benchmark_model did not finish within 1 s")
+    assert time.monotonic() - start < 30  # not the 60 s of the hung command's children
+    assert_one_line_error(run_cli_here(capsys, "benchmark", str(model), "--device-binary", str(hang),
+                                       "--timeout", "0"), 3, "--timeout > 0")
+
+
+def test_get_model_refuses_empty_sizes():
+    from biper_keras.models import get_model
+
+    for shape in [(0, 32, 3), (32, -1, 3), (32, 32, 0.5)]:
+        with pytest.raises(ValueError, match=r"`input_shape` must be a tuple of sizes > 0"):
+            get_model("resnet20", input_shape=shape)
+
+
+def test_tensorflow_errors_report_their_cause(capsys, monkeypatch):
+    import tensorflow as tf
+
+    from biper_keras import cli
+
+    @tf.function
+    def decode(x):
+        return tf.io.decode_jpeg(x)
+
+    def train_on_a_bad_file(args):
+        decode(tf.constant(b"\xff\xd8\xff not a jpeg"))
+
+    monkeypatch.setattr(cli, "_summary", train_on_a_bad_file)
+    result = run_cli_here(capsys, "summary", "x.keras")
+    assert_one_line_error(result, 3, "Graph execution error: jpeg::Uncompress failed. Invalid JPEG data")
