@@ -71,8 +71,6 @@ def _class_files(folder):
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ValueError(f"No class folders in {folder}")
-    if len(classes) == 1:
-        raise ValueError(f"Only one class folder in {folder} ({classes[0]}): a classifier needs at least two")
     result, skipped = [], []
     # Reading the first bytes of every file is I/O-bound: threads overlap the waits
     # (ImageNet-sized folders, network file systems). One pool for the whole split.
@@ -86,6 +84,8 @@ def _class_files(folder):
             if not images:
                 raise ValueError(f"Class folder {folder / name} has no images")
             result.append((name, images))
+    if len(classes) == 1:
+        raise ValueError(f"Only one class folder in {folder} ({classes[0]}): a classifier needs at least two")
     if skipped:
         import warnings
 
