@@ -89,9 +89,9 @@ def _class_files(folder):
     if skipped:
         import warnings
 
-        warnings.warn(f"{len(skipped)} file(s) in {folder} have an image suffix but are not complete "
-                      f"JPEG/PNG/BMP/GIF data (wrong bytes, truncated, or over {_MAX_PIXELS} pixels), "
-                      f"skipped (first: {skipped[0]}).", stacklevel=3)
+        warnings.warn(f"{len(skipped)} file(s) in {folder} have an image suffix but are not JPEG/PNG/BMP/GIF "
+                      f"data, skipped (first: {skipped[0]}; wrong first bytes, truncated, or over "
+                      f"{_MAX_PIXELS} pixels).", stacklevel=3)
     return result
 
 
