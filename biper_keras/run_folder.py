@@ -37,8 +37,8 @@ def _flat(recipe_dict, prefix=""):
 def identity(recipe, data):
     """What must not change between a run and its resume: the recipe (a checkpoint's
     learning-rate schedule is fixed in steps) and the data's classes and image shape."""
-    return {"recipe": dataclasses.asdict(recipe), "class_names": list(data.class_names),
-            "image_shape": list(data.image_shape)}
+    return {"recipe": dataclasses.asdict(recipe), "class_names": list(getattr(data, "class_names", None) or []),
+            "image_shape": list(getattr(data, "image_shape", None) or [])}
 
 
 def check_resumable(out, current):
