@@ -290,6 +290,9 @@ def check_parity(flatbuffer, model, x, *, min_top1=0.98, atol=1e-3, rtol=1e-3):
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
     x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 0 or len(x) == 0 or not np.all(np.isfinite(x)):  # a check on them would mean nothing
+        raise ValueError(f"Parity data must hold at least one sample, all finite. Received: shape {x.shape}, "
+                         f"{int(np.sum(~np.isfinite(x)))} non-finite values.")
     expected = np.asarray(model.predict(x, verbose=0))
     got = np.asarray(Interpreter(flatbuffer).predict(x)).reshape(expected.shape)
     diff = float(np.max(np.abs(got - expected)))

@@ -531,3 +531,11 @@ def test_tensorflow_errors_report_their_cause(capsys, monkeypatch):
     monkeypatch.setattr(cli, "_summary", train_on_a_bad_file)
     result = run_cli_here(capsys, "summary", "x.keras")
     assert_one_line_error(result, 3, "Graph execution error: jpeg::Uncompress failed. Invalid JPEG data")
+
+
+def test_the_library_parity_check_refuses_empty_or_nan_data():
+    from biper_keras.convert import check_parity
+
+    for x in (np.zeros((0, 8, 8, 3)), np.full((2, 8, 8, 3), np.nan)):
+        with pytest.raises(ValueError, match="at least one sample, all finite"):
+            check_parity(b"never read", None, x)
