@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 
+from biper_keras import interrupts
+
 # Exit codes: 2 bad command line (argparse), 3 bad input, 4 a file could not be
 # written or read (unwritable folder, full disk), 5 a binary conv did not fuse, 6 LCE
 # and Keras disagree, 128 + signal number when interrupted (130 Ctrl-C, 143 SIGTERM).
@@ -98,8 +100,6 @@ def _shape(text):
 
 def _convert(args):
     import warnings
-
-    import numpy as np
 
     from biper_keras import convert
 
@@ -313,7 +313,7 @@ def _maybe_other_backend(args):
                 # Ctrl-C reaches the whole process group, SIGTERM only this process: pass
                 # it on, and let the child stop at its own pace and report.
                 signum = getattr(err, "signum", signal.SIGINT)
-                del _received[:]
+                del interrupts.received[:]
                 if signum != signal.SIGINT:
                     child.send_signal(signum)
     return None
@@ -356,7 +356,7 @@ def _train(args):
     stages = {"both": None, "1": (1,), "2": (2,)}[args.stage]
     out = pathlib.Path(args.out)
     summary = train(recipe, data, out, stages=stages, resume=args.resume, distribute=args.distribute,
-                    verbose=1 if sys.stdout.isatty() else 2, callbacks=[_stop_on_signal()])
+                    verbose=1 if sys.stdout.isatty() else 2, callbacks=[interrupts.stop_on_signal()])
     print(json.dumps({k: v for k, v in summary.items() if k != "recipe"}, indent=2))
     last = out / ("stage2" if (stages or (2,))[-1] == 2 else "stage1")
     if not args.no_convert:
@@ -377,7 +377,7 @@ def _quickstart(args):
     from biper_keras.data import image_datasets
 
     data = image_datasets(sample, batch_size=50)
-    summary = train(recipe, data, out, resume=args.resume, verbose=2, callbacks=[_stop_on_signal()])
+    summary = train(recipe, data, out, resume=args.resume, verbose=2, callbacks=[interrupts.stop_on_signal()])
     for stage in ("stage1", "stage2"):
         s = summary[stage]
         speed = f"{s['images_per_second']:.0f} images/s" if s.get("images_per_second") else "resumed"
@@ -417,7 +417,7 @@ def _qe_sweep(args):
         recipe = dataclasses.replace(base, omega=omega)
         folder = out / f"omega_{omega:g}"
         summary = train(recipe, data, folder, resume=args.resume or folder.exists() and any(folder.iterdir()),
-                        verbose=2, callbacks=[_stop_on_signal()])
+                        verbose=2, callbacks=[interrupts.stop_on_signal()])
         report = analysis.qe_report(keras.models.load_model(folder / "stage2" / "model.keras"))
         rows.append({"omega": omega, "test_accuracy": summary["stage2"]["test_accuracy"],
                      "b": float(np.mean([r["b"] for r in report])),
@@ -547,42 +547,6 @@ def _is_user_facing(err):
     return type(err).__module__.startswith("tensorflow.python.framework.errors")
 
 
-class _Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM, raised like Ctrl-C so that training stops the same way (the
-    checkpoints are atomic, so stopping anywhere loses at most the current epoch)."""
-
-    def __init__(self, signum):
-        super().__init__()
-        self.signum = signum
-
-
-# Signals received in this run. The handler raises, but an exception raised while a
-# garbage-collection callback runs (TensorFlow's _xla_gc_callback) is printed and
-# dropped by Python: the flag makes the interrupt stick. `_stop_on_signal` raises it
-# again at the next batch, and `main` reports it even if the command then returned.
-_received = []
-
-
-def _on_signal(signum, frame):
-    _received.append(signum)
-    raise _Interrupted(signum)
-
-
-def _stop_on_signal():
-    """A Keras callback raising the pending interrupt at every batch and epoch boundary."""
-    import keras
-
-    class StopOnSignal(keras.callbacks.Callback):
-        def _check(self, *args, **kwargs):
-            if _received:
-                raise _Interrupted(_received[-1])
-
-        on_train_batch_begin = on_train_batch_end = on_test_batch_begin = on_test_batch_end = _check
-        on_epoch_begin = on_epoch_end = on_train_begin = on_test_begin = _check
-
-    return StopOnSignal()
-
-
 def _interrupted(args, signum):
     message = f"biper-keras: error: interrupted by {signal.Signals(signum).name}"
     if getattr(args, "out", None) and args.command in ("train", "qe", "quickstart"):
@@ -596,29 +560,25 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     args.argv = argv
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = {}
-    if in_main_thread:
-        del _received[:]
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, _on_signal)
+    previous = interrupts.install() if in_main_thread else {}
+    received = interrupts.received
     try:
         code = args.run(args)
     except KeyboardInterrupt as err:
         if args.verbose:
             raise
-        return _interrupted(args, getattr(err, "signum", _received[-1] if _received else signal.SIGINT))
+        return _interrupted(args, getattr(err, "signum", received[-1] if received else signal.SIGINT))
     except Exception as err:
-        if _received and not args.verbose:  # the interrupt surfaced as another error
-            return _interrupted(args, _received[-1])
+        if received and not args.verbose:  # the interrupt surfaced as another error
+            return _interrupted(args, received[-1])
         if args.verbose or not _is_user_facing(err):
             raise
         print(f"biper-keras: error: {_message(err)}", file=sys.stderr)
         return _exit_code(err)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if _received:  # swallowed on the way (see _received): still an interrupted run
-        return _interrupted(args, _received[-1])
+        interrupts.restore(previous)
+    if received:  # swallowed on the way (see interrupts.received): still an interrupted run
+        return _interrupted(args, received[-1])
     return code or 0
 
 

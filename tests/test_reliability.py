@@ -398,17 +398,18 @@ def test_a_batch_larger_than_the_data_is_bounded_by_it(tmp_path, capsys):
     assert int(np.array(model.optimizer.iterations)) == 1  # one step: the whole set in one batch
 
 
+@pytest.mark.slow
 def test_an_interrupt_swallowed_by_a_gc_callback_still_stops_the_run(tmp_path, capsys, monkeypatch):
     # TensorFlow's _xla_gc_callback: Python prints "Exception ignored in" for an
     # exception raised while a gc callback runs, and drops it. Reproduced exactly: the
     # CLI's SIGINT handler raising inside a gc callback, right after epoch 1's commit.
     import gc
 
-    from biper_keras import cli, training
+    from biper_keras import interrupts, training
 
     def swallowed(phase, info):
         gc.callbacks.remove(swallowed)
-        cli._on_signal(signal.SIGINT, None)
+        interrupts.on_signal(signal.SIGINT, None)
 
     original = training.EpochCheckpoint.on_epoch_end
 
@@ -424,7 +425,7 @@ def test_an_interrupt_swallowed_by_a_gc_callback_still_stops_the_run(tmp_path, c
     dropped = []
     monkeypatch.setattr(sys, "unraisablehook", dropped.append)
     result = run_cli_here(capsys, *args)
-    assert [type(d.exc_value) for d in dropped] == [cli._Interrupted]  # Python did drop it
+    assert [type(d.exc_value) for d in dropped] == [interrupts.Interrupted]  # Python did drop it
     assert_one_line_error(result, 130, "interrupted by SIGINT; complete epochs are saved")
     assert _check_committed_state(out / "stage2") == 1  # stopped at the next batch, not at the end
     monkeypatch.setattr(training.EpochCheckpoint, "on_epoch_end", original)
