@@ -26,6 +26,7 @@ __all__ = [
     "LCE_OPTIONS",
     "FLOAT_OPTIONS",
     "time_tflite",
+    "validate_flatbuffer",
     "best",
     "float_twin",
     "convert_float",
@@ -57,6 +58,59 @@ def _progress(message, enabled):
         print(message, file=sys.stderr, flush=True)
 
 
+_TYPE_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8, 11: 16, 16: 2}  # TensorType -> bytes
+
+
+def validate_flatbuffer(flatbuffer):
+    """Raises ValueError unless `flatbuffer` is a complete, self-consistent TFLite model.
+
+    The interpreter trusts the file: a truncated or garbage body makes it read out of
+    bounds (a segmentation fault, not an exception). Here every table is unpacked in
+    Python, where a read past the end raises, then every index (tensors, buffers,
+    operator codes) and every constant's byte count is checked against what it refers to.
+    """
+    from larq_compute_engine.mlir.python import tflite_schema as schema
+
+    buf = bytes(flatbuffer)
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise ValueError("not a TFLite flatbuffer (no 'TFL3' identifier at byte 4)")
+    try:
+        model = schema.ModelT.InitFromPackedBuf(buf, 0)
+    except Exception as err:  # struct.error, IndexError, ValueError... from reading past the end
+        raise ValueError(f"truncated or corrupt TFLite flatbuffer ({len(buf)} bytes: "
+                         f"{type(err).__name__}: {err})") from None
+
+    def bad(what):
+        raise ValueError(f"corrupt TFLite flatbuffer ({len(buf)} bytes): {what}")
+
+    buffers, codes = model.buffers or [], model.operatorCodes or []
+    for i, b in enumerate(buffers):
+        if b.offset > 1 and b.offset + b.size > len(buf):  # constants stored after the flatbuffer
+            bad(f"buffer {i} ends at byte {b.offset + b.size}")
+    if not model.subgraphs:
+        bad("no subgraph")
+    for g in model.subgraphs:
+        tensors = g.tensors or []
+        for t in tensors:
+            if not 0 <= t.buffer < max(len(buffers), 1):
+                bad(f"tensor {t.name!r} refers to buffer {t.buffer} of {len(buffers)}")
+            shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+            if any(d < 0 for d in shape):
+                bad(f"tensor {t.name!r} has shape {shape}")
+            data = buffers[t.buffer].data if buffers else None
+            if data is not None and len(data) and t.type in _TYPE_BYTES and t.sparsity is None:
+                if len(data) != int(np.prod(shape)) * _TYPE_BYTES[t.type]:
+                    bad(f"constant {t.name!r} has {len(data)} bytes for shape {shape}")
+        ops = g.operators or []
+        indices = [*(g.inputs if g.inputs is not None else []), *(g.outputs if g.outputs is not None else [])]
+        for op in ops:
+            if not 0 <= op.opcodeIndex < len(codes):
+                bad(f"an operator uses code {op.opcodeIndex} of {len(codes)}")
+            indices += [*(op.inputs if op.inputs is not None else []), *(op.outputs if op.outputs is not None else [])]
+        if any(not -1 <= int(i) < len(tensors) for i in indices):
+            bad(f"a tensor index is outside the {len(tensors)} tensors")
+
+
 def time_tflite(flatbuffer, *, threads=(1, 2), options=None, warmup=5, runs=30, progress=False):
     """Times `flatbuffer` on the LCE interpreter for every option and thread count.
 
@@ -68,6 +122,7 @@ def time_tflite(flatbuffer, *, threads=(1, 2), options=None, warmup=5, runs=30, 
     options = LCE_OPTIONS if options is None else options
     if runs < 1 or warmup < 0:
         raise ValueError(f"`runs` must be >= 1 and `warmup` >= 0. Received: runs={runs}, warmup={warmup}.")
+    validate_flatbuffer(flatbuffer)
     rows = []
     combos = [(name, n) for name in options for n in threads]
     for i, (name, n) in enumerate(combos, 1):
@@ -207,8 +262,28 @@ def _push_command(prefix, local, remote):
     )
 
 
+def _run(command, timeout, what):
+    """Runs `command` (capturing its output) in its own process group, so that a hung
+    device command and whatever it started (a shell, ssh) are killed at `timeout`, which
+    becomes a one-line `TimeoutError` instead of a traceback."""
+    import signal
+
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException as err:  # the timeout, or Ctrl-C (which the new session does not get)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        if isinstance(err, subprocess.TimeoutExpired):
+            raise TimeoutError(f"{what} did not finish within {timeout:g} s ({shlex.join(command)}): "
+                               "is the device reachable and responding?") from None
+        raise
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+
+
 def run_lce_benchmark_model(binary, model_path, *, prefix=None, remote_dir="/tmp", remote_model=None,
-                            threads=1, runs=50, extra_args=(), timeout=1800):
+                            threads=1, runs=50, extra_args=(), timeout=600):
     """Runs LCE's `lce_benchmark_model` here or on a board, and parses its output.
 
     Args:
@@ -218,7 +293,10 @@ def run_lce_benchmark_model(binary, model_path, *, prefix=None, remote_dir="/tmp
             or "adb shell" (a string or a list); None runs locally.
         remote_dir: where the model is pushed on the device.
         remote_model: skip the push and use this path on the device.
+        timeout: seconds each step (copy, run) may take; past it, `TimeoutError`.
     """
+    if not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"Argument `timeout` must be a number of seconds > 0. Received: timeout={timeout!r}.")
     if not os.path.isfile(model_path):
         raise ValueError(f"no such model file: {model_path}")
     prefix = shlex.split(prefix) if isinstance(prefix, str) else list(prefix or [])
@@ -226,12 +304,11 @@ def run_lce_benchmark_model(binary, model_path, *, prefix=None, remote_dir="/tmp
     if prefix:
         graph = remote_model or f"{remote_dir.rstrip('/')}/{os.path.basename(model_path)}"
         if remote_model is None:
-            pushed = subprocess.run(_push_command(prefix, model_path, graph), capture_output=True,
-                                    text=True, timeout=timeout)
+            pushed = _run(_push_command(prefix, model_path, graph), timeout, "copying the model to the device")
             if pushed.returncode != 0:
                 raise RuntimeError(f"copying the model to the device failed: {pushed.stderr.strip()[-500:]}")
     command = [*prefix, binary, f"--graph={graph}", f"--num_threads={threads}", f"--num_runs={runs}", *extra_args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    done = _run(command, timeout, "lce_benchmark_model")
     output = done.stdout + done.stderr
     if done.returncode != 0:
         raise RuntimeError(f"{shlex.join(command)} exited with {done.returncode}: {output.strip()[-500:]}")

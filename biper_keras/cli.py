@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 
+from biper_keras import interrupts
+
 # Exit codes: 2 bad command line (argparse), 3 bad input, 4 a file could not be
 # written or read (unwritable folder, full disk), 5 a binary conv did not fuse, 6 LCE
 # and Keras disagree, 128 + signal number when interrupted (130 Ctrl-C, 143 SIGTERM).
@@ -35,9 +37,31 @@ def _qe_curve(args):
     print(f"wrote {args.output}; max QE {qe_star:.6f} at b*omega = {x_star:.6f}")
 
 
-def _load_model(path):
-    if not os.path.isfile(path):
+def _readable_file(path, what="file"):
+    """Refuses a missing, empty or unreadable input with the real reason (exit 3 for a
+    missing or empty file, 4 for one that cannot be read)."""
+    if not os.path.exists(path):
         raise CommandError(f"no such file: {path}")
+    if not os.path.isfile(path):
+        raise CommandError(f"{path} is not a file")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as err:
+        raise CommandError(f"cannot read {path}: {err.strerror or err}", EXIT_IO)
+    if not head:
+        raise CommandError(f"{path} is empty (0 bytes): not a {what}")
+    return head
+
+
+def _load_model(path):
+    head = _readable_file(path, "Keras model")
+    if not head.startswith((b"PK", b"\x89HDF")):
+        raise CommandError(f"could not load {path} as a Keras model: not a .keras (zip) or .h5 file")
+    import zipfile
+
+    if head.startswith(b"PK") and not zipfile.is_zipfile(path):
+        raise CommandError(f"could not load {path} as a Keras model: the zip archive is truncated or corrupt")
     import keras
 
     import biper_keras  # noqa: F401  (registers the layers and quantizers)
@@ -77,16 +101,16 @@ def _shape(text):
 def _convert(args):
     import warnings
 
-    import numpy as np
-
     from biper_keras import convert
 
+    if args.output is not None:
+        _check_output(args.output, [args.model] + ([args.data] if args.data else []))
+    if not 0.0 <= args.min_top1 <= 1.0:
+        raise CommandError(f"--min-top1 must be a fraction between 0 and 1, got {args.min_top1!r}")
     model = _load_model(args.model)
     data = None
     if args.data:
-        if not os.path.isfile(args.data):
-            raise CommandError(f"no such file: {args.data}")
-        data = np.load(args.data)
+        data = _load_array(args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = convert.convert(model, target=args.target, input_shape=args.input_shape,
@@ -95,7 +119,7 @@ def _convert(args):
     for w in caught:
         if issubclass(w.category, UserWarning) and "no quantized layers" in str(w.message):
             print(f"biper-keras: warning: {w.message}", file=sys.stderr)
-    if args.output:
+    if args.output is not None:
         result.save(args.output)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -103,6 +127,35 @@ def _convert(args):
         print(result.table())
         if args.output:
             print(f"wrote {args.output}")
+
+
+def _check_output(output, inputs):
+    """Refuses an output path that is empty, a folder, or one of the inputs (writing
+    there would replace the user's model or data)."""
+    if not output:
+        raise CommandError("-o/--output is empty: name the .tflite file to write")
+    if os.path.isdir(output):
+        raise CommandError(f"-o/--output {output} is a folder: name the .tflite file to write")
+    for path in inputs:
+        if os.path.exists(output) and os.path.exists(path) and os.path.samefile(output, path):
+            raise CommandError(f"-o/--output {output} is the input {path}: writing it would replace it")
+
+
+def _load_array(path):
+    import numpy as np
+
+    _readable_file(path, ".npy array")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise CommandError(f"could not load {path} as a .npy array: {str(err).splitlines()[0]}")
+    if not isinstance(data, np.ndarray) or data.dtype.kind not in "fiub":
+        raise CommandError(f"{path} must hold one numeric array, got {getattr(data, 'dtype', type(data).__name__)}")
+    if data.ndim == 0 or len(data) == 0:
+        raise CommandError(f"{path} holds no samples (shape {data.shape})")
+    if not np.all(np.isfinite(data)):
+        raise CommandError(f"{path} contains NaN or infinite values: a parity check on them means nothing")
+    return data
 
 
 def _ints(text):
@@ -118,14 +171,17 @@ def _ints(text):
 def _benchmark(args):
     from biper_keras import benchmark
 
-    if not os.path.isfile(args.model):
-        raise CommandError(f"no such file: {args.model}")
+    _readable_file(args.model, "model")
+    if args.runs < 1 or args.warmup < 0 or not args.timeout > 0:
+        raise CommandError(f"--runs must be >= 1, --warmup >= 0 and --timeout > 0; got {args.runs}, "
+                           f"{args.warmup}, {args.timeout}")
     is_tflite = args.model.endswith(".tflite")
     if args.device_binary:
         if not is_tflite:
             raise CommandError("--device-binary needs a .tflite file (convert it first)")
         rows = [benchmark.run_lce_benchmark_model(args.device_binary, args.model, prefix=args.prefix,
-                                                  remote_dir=args.remote_dir, threads=n, runs=args.runs)
+                                                  remote_dir=args.remote_dir, threads=n, runs=args.runs,
+                                                  timeout=args.timeout)
                 for n in args.threads]
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -141,6 +197,10 @@ def _benchmark(args):
             flatbuffer = f.read()
         if flatbuffer[4:8] != b"TFL3":
             raise CommandError(f"{args.model} is not a TFLite flatbuffer")
+        try:  # before the interpreter, which segfaults on a truncated file
+            benchmark.validate_flatbuffer(flatbuffer)
+        except ValueError as err:
+            raise CommandError(f"{args.model}: {err}")
         rows = benchmark.time_tflite(flatbuffer, threads=args.threads, warmup=args.warmup,
                                      runs=args.runs, progress=not args.json)
         report = {"binary": [dataclasses.asdict(r) for r in rows]}
@@ -185,12 +245,16 @@ def _recipe(args):
     from biper_keras.training import Recipe, Stage
 
     defaults = Recipe()
-    epochs = _pair(args.epochs, int, "epochs") if args.epochs else [defaults.stage1.epochs, defaults.stage2.epochs]
+    # `is not None`: an empty value (an unset shell variable) is an error, not the default.
+    epochs = _pair(args.epochs, int, "epochs") if args.epochs is not None else [defaults.stage1.epochs, defaults.stage2.epochs]
     if min(epochs) <= 0:
         raise CommandError(f"--epochs must be > 0, got {args.epochs!r}")
-    lr = _pair(args.lr, float, "lr") if args.lr else [defaults.stage1.lr, defaults.stage2.lr]
-    wd = _pair(args.weight_decay, float, "weight-decay") if args.weight_decay else [defaults.stage1.weight_decay, defaults.stage2.weight_decay]
-    tau = _pair(args.tau, float, "tau") if args.tau else [defaults.stage1.tau, defaults.stage2.tau]
+    lr = _pair(args.lr, float, "lr") if args.lr is not None else [defaults.stage1.lr, defaults.stage2.lr]
+    wd = (_pair(args.weight_decay, float, "weight-decay") if args.weight_decay is not None
+          else [defaults.stage1.weight_decay, defaults.stage2.weight_decay])
+    tau = _pair(args.tau, float, "tau") if args.tau is not None else [defaults.stage1.tau, defaults.stage2.tau]
+    if args.limit is not None and args.limit < 1:
+        raise CommandError(f"--limit must be >= 1 (images per split), got {args.limit}")
     recipe = Recipe(model=args.model, kernel_quantizer=args.quantizer, input_quantizer=args.input_quantizer,
                     omega=args.omega, stage1=Stage(epochs[0], lr[0], wd[0], tau[0]),
                     stage2=Stage(epochs[1], lr[1], wd[1], tau[1]), batch_size=args.batch_size,
@@ -239,12 +303,37 @@ def _maybe_other_backend(args):
     import keras
 
     if args.backend and args.backend != keras.backend.backend():
-        argv = [a for a in sys.argv[1:]]
-        i = argv.index("--backend")
-        del argv[i:i + 2]
+        argv = _without_option(args.argv, "--backend")
         env = {**os.environ, "KERAS_BACKEND": args.backend}
-        return subprocess.run([sys.executable, "-m", "biper_keras.cli", *argv], env=env).returncode
+        child = subprocess.Popen([sys.executable, "-m", "biper_keras.cli", *argv], env=env)
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt as err:
+                # Ctrl-C reaches the whole process group, SIGTERM only this process: pass
+                # it on, and let the child stop at its own pace and report.
+                signum = getattr(err, "signum", signal.SIGINT)
+                del interrupts.received[:]
+                if signum != signal.SIGINT:
+                    child.send_signal(signum)
     return None
+
+
+def _without_option(argv, option):
+    """`argv` without `option VALUE` / `option=VALUE` (or an abbreviation argparse accepted)."""
+    kept, skip = [], False
+    for i, a in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if a == "--":
+            return kept + argv[i:]
+        key = a.split("=", 1)[0]
+        if len(key) > 2 and option.startswith(key):
+            skip = "=" not in a
+            continue
+        kept.append(a)
+    return kept
 
 
 def _train(args):
@@ -267,7 +356,7 @@ def _train(args):
     stages = {"both": None, "1": (1,), "2": (2,)}[args.stage]
     out = pathlib.Path(args.out)
     summary = train(recipe, data, out, stages=stages, resume=args.resume, distribute=args.distribute,
-                    verbose=1 if sys.stdout.isatty() else 2)
+                    verbose=1 if sys.stdout.isatty() else 2, callbacks=[interrupts.stop_on_signal()])
     print(json.dumps({k: v for k, v in summary.items() if k != "recipe"}, indent=2))
     last = out / ("stage2" if (stages or (2,))[-1] == 2 else "stage1")
     if not args.no_convert:
@@ -288,11 +377,11 @@ def _quickstart(args):
     from biper_keras.data import image_datasets
 
     data = image_datasets(sample, batch_size=50)
-    summary = train(recipe, data, out, resume=args.resume, verbose=2)
+    summary = train(recipe, data, out, resume=args.resume, verbose=2, callbacks=[interrupts.stop_on_signal()])
     for stage in ("stage1", "stage2"):
         s = summary[stage]
-        print(f"{stage}: test accuracy {s['test_accuracy']:.3f} on {data.test_size} images "
-              f"({s['images_per_second']:.0f} images/s)")
+        speed = f"{s['images_per_second']:.0f} images/s" if s.get("images_per_second") else "resumed"
+        print(f"{stage}: test accuracy {s['test_accuracy']:.3f} on {data.test_size} images ({speed})")
     _after_training(out, out / "stage2", True, True)
     print("Next: train on your data with `biper-keras train --data PATH --out runs/x` "
           "(PATH/{train,test}/<class>/*.jpg or a tensorflow-datasets name).")
@@ -328,7 +417,7 @@ def _qe_sweep(args):
         recipe = dataclasses.replace(base, omega=omega)
         folder = out / f"omega_{omega:g}"
         summary = train(recipe, data, folder, resume=args.resume or folder.exists() and any(folder.iterdir()),
-                        verbose=2)
+                        verbose=2, callbacks=[interrupts.stop_on_signal()])
         report = analysis.qe_report(keras.models.load_model(folder / "stage2" / "model.keras"))
         rows.append({"omega": omega, "test_accuracy": summary["stage2"]["test_accuracy"],
                      "b": float(np.mean([r["b"] for r in report])),
@@ -423,6 +512,8 @@ def build_parser():
     bench.add_argument("--device-binary", help="path of lce_benchmark_model (on the device with --prefix)")
     bench.add_argument("--prefix", help='command prefix for a board, e.g. "ssh pi@raspberrypi" or "adb shell"')
     bench.add_argument("--remote-dir", default="/tmp", help="where the model is copied on the device")
+    bench.add_argument("--timeout", type=float, default=600,
+                       help="seconds the copy and each device run may take (a hung board is an error)")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=_benchmark)
 
@@ -456,19 +547,7 @@ def _is_user_facing(err):
     return type(err).__module__.startswith("tensorflow.python.framework.errors")
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that training stops the same way (the checkpoints
-    are atomic, so stopping anywhere loses at most the current epoch)."""
-
-    signum = signal.SIGTERM
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
-
-
-def _interrupted(args, err):
-    signum = getattr(err, "signum", signal.SIGINT)
+def _interrupted(args, signum):
     message = f"biper-keras: error: interrupted by {signal.Signals(signum).name}"
     if getattr(args, "out", None) and args.command in ("train", "qe", "quickstart"):
         message += f"; complete epochs are saved in {args.out}: rerun the command with --resume to continue"
@@ -477,25 +556,43 @@ def _interrupted(args, err):
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    previous = interrupts.install() if in_main_thread else {}
+    received = interrupts.received
     try:
         code = args.run(args)
     except KeyboardInterrupt as err:
         if args.verbose:
             raise
-        return _interrupted(args, err)
+        return _interrupted(args, getattr(err, "signum", received[-1] if received else signal.SIGINT))
     except Exception as err:
+        if received and not args.verbose:  # the interrupt surfaced as another error
+            return _interrupted(args, received[-1])
         if args.verbose or not _is_user_facing(err):
             raise
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"biper-keras: error: {first_line}", file=sys.stderr)
+        print(f"biper-keras: error: {_message(err)}", file=sys.stderr)
         return _exit_code(err)
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        interrupts.restore(previous)
+    if received:  # swallowed on the way (see interrupts.received): still an interrupted run
+        return _interrupted(args, received[-1])
     return code or 0
+
+
+def _message(err):
+    """The first informative line of an error. TensorFlow's runtime errors start with
+    "Graph execution error:" and a node trace; the cause is the line after them."""
+    lines = [l.strip() for l in str(err).splitlines() if l.strip()]
+    if not lines:
+        return type(err).__name__
+    if type(err).__module__.startswith("tensorflow") and len(lines) > 1:
+        causes = [l for l in lines[1:] if not l.startswith(("Detected at node", "File ", "[[", "Traceback"))]
+        if causes:
+            return f"{lines[0]} {causes[-1]}"
+    return lines[0]
 
 
 if __name__ == "__main__":

@@ -430,6 +430,9 @@ def check_parity(flatbuffer, model, x, *, min_top1=0.98, atol=1e-3, rtol=1e-3):
     max |diff| <= atol + rtol * max |output|. Returns a `Parity`.
     """
     x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 0 or len(x) == 0 or not np.all(np.isfinite(x)):  # a check on them would mean nothing
+        raise ValueError(f"Parity data must hold at least one sample, all finite. Received: shape {x.shape}, "
+                         f"{int(np.sum(~np.isfinite(x)))} non-finite values.")
     expected, near_zero = _keras_outputs(model, x)
     got = np.asarray(_interpreter(flatbuffer).predict(x)).reshape(expected.shape)
     diff = float(np.max(np.abs(got - expected)))

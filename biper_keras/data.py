@@ -44,7 +44,7 @@ def load_image_folder(root=None, split="train", per_class=None, offset=0, image_
     for label, (_, files) in enumerate(classes):
         end = None if per_class is None else offset + per_class
         for f in files[offset:end]:
-            with Image.open(f) as img:
+            with _open_image(f) as img:
                 img = img.convert("RGB")
                 if img.size != tuple(image_size[::-1]):
                     img = img.resize(image_size[::-1], Image.BILINEAR)
@@ -53,12 +53,22 @@ def load_image_folder(root=None, split="train", per_class=None, offset=0, image_
     return np.stack(images), np.asarray(labels, dtype=np.int32), [name for name, _ in classes]
 
 
+def _open_image(path):
+    from PIL import Image
+
+    try:
+        return Image.open(path)
+    except (OSError, Image.DecompressionBombError) as err:
+        raise ValueError(f"Cannot read image {path}: {err}") from None
+
+
 def _class_files(folder):
     """[(class name, sorted image files)] of an image folder, classes alphabetical;
     files that are not images (by suffix) are ignored."""
     if not folder.is_dir():
         raise ValueError(f"Split folder not found: {folder} (expected root/{{train,test}}/<class>/*)")
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    # Hidden folders (.ipynb_checkpoints, .git) are not classes.
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ValueError(f"No class folders in {folder}")
     result, skipped = [], []
@@ -66,27 +76,48 @@ def _class_files(folder):
     # (ImageNet-sized folders, network file systems). One pool for the whole split.
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         for name in classes:
-            files = sorted(f for f in (folder / name).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(f for f in (folder / name).iterdir()
+                           if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
             images = []
             for f, ok in zip(files, pool.map(_looks_like_an_image, files)):
                 (images if ok else skipped).append(f)
             if not images:
                 raise ValueError(f"Class folder {folder / name} has no images")
             result.append((name, images))
+    if len(classes) == 1:
+        raise ValueError(f"Only one class folder in {folder} ({classes[0]}): a classifier needs at least two")
     if skipped:
         import warnings
 
         warnings.warn(f"{len(skipped)} file(s) in {folder} have an image suffix but are not JPEG/PNG/BMP/GIF "
-                      f"data, skipped (first: {skipped[0]}).", stacklevel=3)
+                      f"data, skipped (first: {skipped[0]}; wrong first bytes, truncated, or over "
+                      f"{_MAX_PIXELS} pixels).", stacklevel=3)
     return result
+
+
+# PIL's own decompression-bomb limit (it raises above twice Image.MAX_IMAGE_PIXELS).
+_MAX_PIXELS = 2 * 89_478_485
 
 
 def _looks_like_an_image(path):
     # Checked when listing, not when decoding: a file that fails to decode inside
     # tf.data stops training mid-epoch, and tf.data's ignore_errors() makes the dataset
-    # size unknown (then Keras 3.15 counts one extra optimizer step per epoch).
+    # size unknown (then Keras 3.15 counts one extra optimizer step per epoch). Cheap
+    # checks only (head and tail): a truncated JPEG has no end marker, a truncated PNG
+    # no IEND chunk, and a PNG's header gives its size (decompression bombs).
     with open(path, "rb") as f:
-        return f.read(8).startswith(_MAGIC)
+        head = f.read(24)
+        if not head.startswith(_MAGIC):
+            return False
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 64))
+        tail = f.read()
+    if head.startswith(b"\xff\xd8\xff"):
+        return b"\xff\xd9" in tail
+    if head.startswith(b"\x89PNG"):
+        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+        return b"IEND" in tail and 0 < width * height <= _MAX_PIXELS
+    return True
 
 
 # --- tf.data pipelines (TensorFlow's tf.data feeds every Keras backend) ---------------
@@ -131,9 +162,7 @@ def _folder_split(root, split, image_size, channels):
     order = np.random.RandomState(0).permutation(len(paths))
     paths, labels = [paths[i] for i in order], [labels[i] for i in order]
     if image_size is None:
-        from PIL import Image
-
-        with Image.open(paths[0]) as first:
+        with _open_image(paths[0]) as first:
             image_size = (first.height, first.width)
 
     def decode(path, label):
@@ -253,6 +282,10 @@ def image_datasets(source=None, *, batch_size=128, image_size=None, channels=3, 
         raise ValueError(f"Argument `channels` must be 1 or 3. Received: {channels!r}.")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"Argument `batch_size` must be an integer >= 1. Received: {batch_size!r}.")
+    if limit_per_split is not None and (isinstance(limit_per_split, bool) or not isinstance(limit_per_split, int)
+                                        or limit_per_split < 1):
+        raise ValueError(f"Argument `limit_per_split` must be None or an integer >= 1. "
+                         f"Received: {limit_per_split!r}.")
     mean, std = NORMALIZATION[normalize] if isinstance(normalize, str) else normalize
     looks_like_path = source is None or os.sep in str(source) or pathlib.Path(str(source)).exists()
     splits = {}
@@ -261,8 +294,13 @@ def image_datasets(source=None, *, batch_size=128, image_size=None, channels=3, 
             splits[split] = _folder_split(data_folder(source), split, image_size, channels)
         else:
             splits[split] = _tfds_split(str(source), split, image_size, channels, data_dir, download)
-    (train, classes, n_train, shape), (test, _, n_test, _) = splits[train_split], splits[test_split]
-    if limit_per_split:
+    (train, classes, n_train, shape), (test, test_classes, n_test, _) = splits[train_split], splits[test_split]
+    if test_classes != classes:
+        extra = sorted(set(test_classes) ^ set(classes))
+        raise ValueError(f"The {train_split} and {test_split} splits have different classes "
+                         f"({len(classes)} vs {len(test_classes)}; not in both: {', '.join(extra[:5]) or 'same names, other order'}): "
+                         "labels are folder positions, so they would not match.")
+    if limit_per_split is not None:
         train, test = train.take(limit_per_split), test.take(limit_per_split)
         n_train, n_test = min(n_train, limit_per_split), min(n_test, limit_per_split)
     mean = tf.constant(mean, tf.float32)
@@ -283,6 +321,9 @@ def image_datasets(source=None, *, batch_size=128, image_size=None, channels=3, 
         else:
             ds = ds.map(lambda x, y: ((crop_fn(tf.cast(x, tf.float32)) - mean) / std, y),
                         num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(batch_size, drop_remainder=False).prefetch(tf.data.AUTOTUNE)
+        # A batch larger than the split is the whole split: tf.data would otherwise
+        # reserve memory for batch_size images (2**31 - 1 hangs the process).
+        size = n_train if training else n_test
+        return ds.batch(max(1, min(batch_size, size)), drop_remainder=False).prefetch(tf.data.AUTOTUNE)
 
     return Datasets(finish(train, True), finish(test, False), classes, shape, n_train, n_test)

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import tempfile
 import time
 
@@ -182,12 +183,31 @@ class Recipe:
             if isinstance(stage.epochs, bool) or not isinstance(stage.epochs, int) or stage.epochs <= 0:
                 raise ValueError(f"{name} epochs must be an integer > 0. Received: {stage.epochs!r}.")
             check_positive_number(f"{name} lr", stage.lr)
+            _check_non_negative(f"{name} weight_decay", stage.weight_decay)
+            _check_non_negative(f"{name} tau", stage.tau)
         check_positive_number("omega", self.omega)
+        if self.omega > _FLOAT32_MAX:  # inf in the float32 kernels: sin(inf * w) is NaN
+            raise ValueError(f"Argument `omega` must be representable in float32 (< 3.4e38). Received: omega={self.omega!r}.")
+        for name in ("warmup_epochs", "seed", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "batch_size" else 0):
+                bound = "> 0" if name == "batch_size" else ">= 0"
+                raise ValueError(f"Argument `{name}` must be an integer {bound}. Received: {name}={value!r}.")
         return self
 
     @property
     def two_stage(self):
         return self.kernel_quantizer == "biper"
+
+
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _check_non_negative(name, value):
+    """A finite number >= 0 (NaN would silently turn a loss term or the decay off)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"Argument `{name}` must be a finite number >= 0. Received: {name}={value!r}.")
+    return float(value)
 
 
 def _atomic_write(path, write):
@@ -210,9 +230,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
     """Saves the whole model (weights and optimizer state) after every epoch.
 
     Each epoch writes `checkpoint-<epochs done>.keras` (temporary file + rename), then
-    commits it by rewriting `state.json` (same way), then deletes older checkpoints. A
-    kill at any moment leaves a `state.json` naming a complete checkpoint of a complete
-    epoch, never a half-written file under a real name."""
+    commits it by rewriting `state.json` (same way), then deletes the checkpoints of
+    earlier epochs (never one of a later epoch: that would be a guess). A kill at any
+    moment leaves a `state.json` naming a complete checkpoint of a complete epoch, never
+    a half-written file under a real name."""
 
     def __init__(self, directory, stage):
         super().__init__()
@@ -224,8 +245,14 @@ class EpochCheckpoint(keras.callbacks.Callback):
         state = {"stage": self.stage, "epochs_done": epoch + 1, "checkpoint": name}
         _atomic_write(self.directory / "state.json", lambda p: pathlib.Path(p).write_text(json.dumps(state)))
         for old in self.directory.glob("checkpoint-*.keras"):
-            if old.name != name:
+            number = _checkpoint_number(old.name)
+            if number is not None and number < epoch + 1:
                 old.unlink()
+
+
+def _checkpoint_number(name):
+    match = re.fullmatch(r"checkpoint-(\d+)\.keras", name)
+    return int(match.group(1)) if match else None
 
 
 def read_state(directory):
@@ -234,22 +261,32 @@ def read_state(directory):
     path = pathlib.Path(directory) / "state.json"
     if not path.exists():
         return None
+    text = path.read_text()
     try:
-        return json.loads(path.read_text())
+        state = json.loads(text)
     except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}): delete it to restart the stage.") from None
+        raise ValueError(f"{path} is not valid JSON ({err}): restore it, or move "
+                         f"{path.parent} away to restart the stage; the checkpoints are kept.") from None
+    done = state.get("epochs_done") if isinstance(state, dict) else None
+    if (isinstance(done, bool) or not isinstance(done, int) or done < 1 or not isinstance(state.get("stage"), int)
+            or _checkpoint_number(str(state.get("checkpoint"))) != done):
+        raise ValueError(
+            f"{path} is not a training state (expected stage, epochs_done >= 1 and its checkpoint "
+            f"name, found {text.strip()[:60]!r}): restore it, or move {path.parent} away to restart "
+            "the stage; the checkpoints are kept.")
+    return state
 
 
 def load_checkpoint(directory):
     """The model of the last complete epoch of a stage folder (with its optimizer)."""
     state = read_state(directory)
-    path = pathlib.Path(directory) / state.get("checkpoint", "checkpoint.keras")
+    path = pathlib.Path(directory) / state["checkpoint"]
     try:
         return keras.models.load_model(path)
     except Exception as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(
-            f"Checkpoint {path} could not be loaded ({first}): delete {path.parent / 'state.json'} "
+            f"Checkpoint {path} could not be loaded ({first}): move {path.parent} away "
             "to restart the stage from scratch."
         ) from None
 
@@ -361,27 +398,48 @@ def distribution_scope(name):
 def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callbacks=(), distribute=None):
     """Runs the recipe on `data` (a `biper_keras.data.Datasets`), writing to `out_dir`:
 
+        run.json                                   the recipe and the data's classes
         stage{n}/checkpoint-<n>.keras, state.json  after every epoch (state.json commits it)
         stage{n}/log.csv, stage{n}/tensorboard/    logs
-        stage{n}/model.keras                       the stage's final model
+        stage{n}/fit.json, stage{n}/model.keras    the stage's training time and final model
         summary.json                               accuracy, epochs, time, images/s
 
     With `resume=True` a stage continues from its last complete epoch (weights and
-    optimizer state), and a finished stage is not run again. `distribute` names a
+    optimizer state), and a finished stage is not run again (a stage whose final test
+    evaluation was interrupted is evaluated). Resuming refuses a folder that holds files
+    but is not a run, and a run of another recipe or other classes. `distribute` names a
     multi-device setting (see `distribution_scope`); `recipe.batch_size` is then the
     global batch. For repeatable runs call `make_deterministic(recipe.seed)` before
     building `data`. Returns the summary dict.
     """
+    from biper_keras import run_folder
+
     recipe.validate()
+    if not getattr(data, "train_size", 0) or not getattr(data, "test_size", 0):
+        raise ValueError(f"Argument `data` has no training or no test images: {data!r}.")
     scope = distribution_scope(distribute)
     out = pathlib.Path(out_dir)
     stages = stages or ((1, 2) if recipe.two_stage else (2,))
+    identity = run_folder.identity(recipe, data)
     if not resume and out.exists() and any(out.iterdir()):
         raise ValueError(f"Output folder {out} is not empty: pass resume=True (CLI: --resume) or another folder.")
+    if resume:
+        run_folder.check_resumable(out, identity)
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / run_folder.RUN_FILE).exists():
+        _atomic_write(out / run_folder.RUN_FILE, lambda p: pathlib.Path(p).write_text(json.dumps(identity, indent=2)))
     summary_path = out / "summary.json"
-    summary = json.loads(summary_path.read_text()) if resume and summary_path.exists() else {}
+    summary = (run_folder.read_json(summary_path) if resume else None) or {}
     steps_per_epoch = max(1, math.ceil(data.train_size / recipe.batch_size))
+
+    def commit(stage, model, fit):
+        # summary.json, not model.keras, marks a stage done: a run stopped during the
+        # evaluation below is evaluated on resume.
+        test_loss, test_acc = model.evaluate(data.test, verbose=0)[:2]
+        summary[f"stage{stage}"] = {"test_accuracy": float(test_acc), "test_loss": float(test_loss), **fit}
+        summary["recipe"] = dataclasses.asdict(recipe)
+        _atomic_write(summary_path, lambda p: pathlib.Path(p).write_text(json.dumps(summary, indent=2)))
+
     previous = None
     for stage in stages:
         settings = recipe.stage1 if stage == 1 else recipe.stage2
@@ -390,8 +448,18 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
         final = folder / "model.keras"
         if resume and final.exists():
             previous = keras.models.load_model(final)
+            if "test_accuracy" not in summary.get(f"stage{stage}", {}):
+                fit = run_folder.read_json(folder / "fit.json") or {"epochs": settings.epochs}
+                commit(stage, previous, fit)
             continue
         state = read_state(folder) if resume else None
+        if state:
+            if state["stage"] != stage or state["epochs_done"] > settings.epochs:
+                raise ValueError(f"{folder / 'state.json'} records {state['epochs_done']} epochs of stage "
+                                 f"{state['stage']}, but stage {stage} has {settings.epochs}.")
+        elif resume and any(folder.glob("checkpoint-*.keras")):
+            raise ValueError(f"{folder} has checkpoints but no state.json naming the committed one: "
+                             f"restore it, or move {folder} away to restart the stage.")
         if resume:
             _prepare_resume(folder, state["epochs_done"] if state else 0)
         with scope():
@@ -410,28 +478,29 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
         annealing = []
         if annealed_quantizers(model):
             annealing = [MuSchedule(recipe.mu_start, recipe.mu_end, settings.epochs, "exponential")]
+        epochs_run = settings.epochs - initial_epoch
         start = time.perf_counter()
-        history = model.fit(
-            data.train, validation_data=data.test, epochs=settings.epochs, initial_epoch=initial_epoch,
-            shuffle=False,  # the pipeline shuffles
-            verbose=verbose,
-            callbacks=[*callbacks, *annealing, *_log_callbacks(folder), EpochCheckpoint(folder, stage)],
-        )
+        history = {}
+        if epochs_run:  # 0 when a kill came after the last checkpoint
+            history = model.fit(
+                data.train, validation_data=data.test, epochs=settings.epochs, initial_epoch=initial_epoch,
+                shuffle=False,  # the pipeline shuffles
+                verbose=verbose,
+                callbacks=[*callbacks, *annealing, *_log_callbacks(folder), EpochCheckpoint(folder, stage)],
+            ).history
         seconds = time.perf_counter() - start
         if any(isinstance(q, BNNPlusPlus) for q in annealed_quantizers(model)):
             # BNN++ ends hard-binarized: the saved model is the deployable one.
             hardened = harden(model)
             _compile(hardened, recipe, settings, steps_per_epoch)
             model = hardened
+        fit = {"epochs": settings.epochs, "seconds": seconds,
+               "images_per_second": data.train_size * epochs_run / seconds if epochs_run and seconds else None,
+               "train_accuracy": float(history["accuracy"][-1]) if history.get("accuracy") else None}
+        if not epochs_run:
+            fit = run_folder.read_json(folder / "fit.json") or fit
+        _atomic_write(folder / "fit.json", lambda p: pathlib.Path(p).write_text(json.dumps(fit)))
         _atomic_write(final, model.save)
-        test_loss, test_acc = model.evaluate(data.test, verbose=0)[:2]
-        epochs_run = settings.epochs - initial_epoch
-        summary[f"stage{stage}"] = {
-            "test_accuracy": float(test_acc), "test_loss": float(test_loss), "epochs": settings.epochs,
-            "seconds": seconds, "images_per_second": data.train_size * epochs_run / seconds if seconds else None,
-            "train_accuracy": float(history.history["accuracy"][-1]) if epochs_run else None,
-        }
-        summary["recipe"] = dataclasses.asdict(recipe)
-        _atomic_write(summary_path, lambda p: pathlib.Path(p).write_text(json.dumps(summary, indent=2)))
+        commit(stage, model, fit)
         previous = model
     return summary

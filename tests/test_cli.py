@@ -194,6 +194,18 @@ def test_train_one_stage_then_resume_finds_it_done(tmp_path):
         (("--epochs", "0,3"), "--epochs must be > 0"),
         (("--quantizer", "sine"), "Unknown quantizer 'sine'"),
         (("--data", "/nonexistent/folder"), "Data folder not found"),
+        # An unset shell variable or a meaningless value is an error, not the default
+        # or a silently disabled term.
+        (("--epochs", ""), "--epochs: expected a value or two comma-separated values, got ''"),
+        (("--lr", ""), "--lr: expected a value"),
+        (("--weight-decay", "nan"), "`stage1 weight_decay` must be a finite number >= 0. Received: stage1 weight_decay=nan"),
+        (("--weight-decay", "0,-1"), "`stage2 weight_decay` must be a finite number >= 0"),
+        (("--tau", "nan"), "`stage1 tau` must be a finite number >= 0"),
+        (("--tau", "-5"), "`stage1 tau` must be a finite number >= 0. Received: stage1 tau=-5.0"),
+        (("--warmup-epochs", "-5"), "`warmup_epochs` must be an integer >= 0. Received: warmup_epochs=-5"),
+        (("--limit", "0"), "--limit must be >= 1"),
+        (("--omega", "1e39"), "`omega` must be representable in float32"),
+        (("--batch-size", "0"), "`batch_size` must be an integer > 0"),
     ],
 )
 def test_train_bad_input(tmp_path, extra, message, capsys):

@@ -75,3 +75,56 @@ def test_bad_sources(tmp_path):
         image_datasets(tmp_path, augment="mixup")
     with pytest.raises(ValueError, match="is not prepared"):
         image_datasets("cifar10", data_dir=str(tmp_path / "tfds"))
+
+
+def _folder(root, layout, images=2):
+    """root/<split>/<class>/ with `images` copies of one sample image each."""
+    import pathlib
+    import shutil
+
+    sample = next((pathlib.Path(__file__).parents[1] / "biper_keras" / "sample_data" / "cifar10" / "train" / "cat").iterdir())
+    for split, classes in layout.items():
+        for cls in classes:
+            (root / split / cls).mkdir(parents=True)
+            for i in range(images):
+                shutil.copy(sample, root / split / cls / f"{i}.jpg")
+    return root
+
+
+def test_train_and_test_must_have_the_same_classes(tmp_path):
+    _folder(tmp_path, {"train": ["cat", "dog"], "test": ["cat", "dog", "emu"]})
+    with pytest.raises(ValueError, match=r"different classes \(2 vs 3; not in both: emu\)"):
+        image_datasets(tmp_path)
+
+
+def test_hidden_folders_are_not_classes_and_one_class_is_refused(tmp_path):
+    _folder(tmp_path, {"train": ["cat", "dog", ".ipynb_checkpoints"], "test": ["cat", "dog"]})
+    d = image_datasets(tmp_path, augment=None)
+    assert d.class_names == ["cat", "dog"] and d.train_size == 4
+    single = _folder(tmp_path / "one", {"train": ["cat"], "test": ["cat"]})
+    with pytest.raises(ValueError, match="Only one class folder"):
+        image_datasets(single)
+
+
+def test_truncated_and_oversized_images_are_skipped_when_listing(tmp_path):
+    import struct
+    import zlib
+
+    _folder(tmp_path, {"train": ["cat", "dog"], "test": ["cat", "dog"]}, images=3)
+    jpeg = tmp_path / "train" / "cat" / "0.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:300])  # a valid header, no end marker
+    # A PNG whose header declares 100000 x 100000 pixels (a decompression bomb).
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    (tmp_path / "train" / "dog" / "bomb.png").write_bytes(bomb)
+    with pytest.warns(UserWarning, match=r"2 file\(s\) .* are not JPEG/PNG/BMP/GIF data, skipped .*truncated, or over"):
+        d = image_datasets(tmp_path, augment=None)
+    assert d.train_size == 5  # 6 images + the bomb, less the two skipped
+    assert sum(len(y) for _, y in d.train) == 5  # and the pipeline decodes the rest
+
+
+def test_limit_per_split_must_be_positive(tmp_path):
+    for limit in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="`limit_per_split` must be None or an integer >= 1"):
+            image_datasets(CIFAR_DIR, limit_per_split=limit)

@@ -23,4 +23,8 @@ def get_model(name, **kwargs):
         raise ValueError(
             f"Unknown model {name!r}. Known models: {', '.join(available_models())}."
         )
+    shape = kwargs.get("input_shape")
+    if shape is not None and (not isinstance(shape, (tuple, list)) or not all(
+            d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0) for d in shape)):
+        raise ValueError(f"Argument `input_shape` must be a tuple of sizes > 0 (or None). Received: input_shape={shape!r}.")
     return _BUILDERS[name](**kwargs)
