@@ -24,24 +24,16 @@ import _common  # noqa: E402
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from biper_keras.benchmark import compare_with_float  # noqa: E402
+from biper_keras.convert import randomize_batch_norms  # noqa: E402
 from biper_keras.models import get_model  # noqa: E402
 
 MODELS = {
     "resnet18_imagenet": dict(name="resnet18_imagenet"),
     "resnet20": dict(name="resnet20"),
 }
-
-
-def randomize_batch_norms(model, rng):
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.moving_mean.assign(rng.normal(0.0, 0.3, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
 
 
 def main():

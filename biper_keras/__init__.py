@@ -9,6 +9,7 @@ from biper_keras.quantizers import ApproxSign, BiPer, SteSign
 from biper_keras.regularizers import SinSquared
 from biper_keras.summary import summary
 from biper_keras.binarize import binarize
+from biper_keras import convert  # TensorFlow and LCE are imported only when it converts
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "models",
     "quantizers",
     "training",
+    "convert",
     "regularizers",
     "QuantConv2D",
     "QuantDense",

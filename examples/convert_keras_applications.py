@@ -18,15 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from biper_keras.binarize import binarize  # noqa: E402
-from biper_keras.convert import convert  # noqa: E402
-
-
-def randomize_batch_norms(model, rng):
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0.0, 0.3, n),
-                               rng.normal(0.0, 0.3, n), rng.uniform(0.5, 2.0, n)])
+from biper_keras.convert import convert, randomize_batch_norms  # noqa: E402
 
 
 def main():

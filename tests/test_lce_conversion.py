@@ -265,7 +265,7 @@ def test_keras3_batch_norm_takes_no_axis_list():
 def test_channel_constant_rewrite_keeps_values_and_leaves_other_shapes():
     import tensorflow as tf
 
-    from biper_keras import lce_graph
+    from biper_keras.convert import graph as lce_graph
 
     per_channel = np.arange(1, 4, dtype="float32").reshape(1, 1, 1, 3)
     spatial = np.arange(1, 5, dtype="float32").reshape(1, 4, 1, 1)
@@ -297,7 +297,7 @@ def test_channel_constant_rewrite_keeps_values_and_leaves_other_shapes():
 def _unflattened(monkeypatch):
     """The conversion as it was before the channel-constant rewrite: a BatchNorm with
     axis=3 then yields an LceBconv2d that LCE's interpreter cannot prepare."""
-    from biper_keras import lce_graph
+    from biper_keras.convert import graph as lce_graph
 
     monkeypatch.setattr(lce_graph, "flatten_channel_constants", lambda graph_def, shape_of: [])
 
@@ -343,10 +343,11 @@ class _FailingInterpreter:
 @pytest.mark.parametrize("strict", [True, False])
 def test_interpreter_that_cannot_prepare_names_op_node_and_layer(monkeypatch, strict):
     from biper_keras import convert as convert_module
+    from biper_keras.convert import flatbuffer
 
     model = _bn_axis_3_model()
     ops = [name for name, _ in convert_module._ops_with_output_shapes(convert_keras_model(model))]
-    monkeypatch.setattr(convert_module, "_interpreter", _FailingInterpreter)
+    monkeypatch.setattr(flatbuffer, "_interpreter", _FailingInterpreter)
     # A float op: its layer is found from the tensor names (TF scopes are layer names).
     monkeypatch.setattr(_FailingInterpreter, "node", ops.index("CONV_2D"))
     with pytest.raises(ConversionError, match=r"node \d+ \(CONV_2D, Keras layer 'stem'\) failed to prepare: "

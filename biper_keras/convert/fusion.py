@@ -1,0 +1,83 @@
+"""Which quantized layers should become LCE binary convolutions, which did, and why not."""
+
+from .results import LayerFusion
+
+
+def _binary(quantizer):
+    return quantizer is not None and getattr(quantizer, "precision", 32) == 1
+
+
+def _unfusable_reason(layer, target):
+    """Why LCE cannot make a binary conv of `layer`, or "" if it should."""
+    if layer.data_format != "channels_last":
+        return "channels_first data format (LCE needs NHWC)"
+    if not _binary(layer.kernel_quantizer):
+        what = "no kernel quantizer" if layer.kernel_quantizer is None else "its output is not 1-bit"
+        return f"float kernel ({what}, e.g. BiPer stage 1 or soft BNN++: harden it)"
+    if not _binary(layer.input_quantizer):
+        return "input not binarized (no 1-bit input_quantizer)"
+    if layer.padding == "same" and layer.pad_values == 0.0 and target != "arm":
+        return f"zero padding is only supported for target='arm' (use pad_values=1.0 on {target})"
+    if layer.groups != 1:
+        return f"grouped convolution (groups={layer.groups})"
+    return ""
+
+
+def _quantized_layers(model):
+    from biper_keras.layers import QuantConv2D, QuantDense
+
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, (QuantConv2D, QuantDense))
+        and (layer.kernel_quantizer is not None or layer.input_quantizer is not None)
+    ]
+
+
+def _same_shape(keras_shape, tflite_shape):
+    # A binary conv that feeds another binarizer writes bit-packed output: its channels
+    # are then ceil(C / 32) int32 words.
+    if len(keras_shape) != len(tflite_shape):
+        return False
+    *spatial, channels = keras_shape
+    *t_spatial, t_channels = tflite_shape
+    return all(k is None or k == t for k, t in zip(spatial, t_spatial)) and (
+        channels is None or t_channels in (channels, -(-channels // 32))
+    )
+
+
+def _output_shape(layer):
+    """Without the batch size. A subclassed model's layers have no symbolic output: their
+    shape follows from the input shape they were built with."""
+    try:
+        return tuple(layer.output.shape[1:])
+    except (AttributeError, ValueError):
+        built = list(getattr(layer, "_build_shapes_dict", None) or {})
+        if len(built) != 1:
+            return ()
+        return tuple(layer.compute_output_shape(layer._build_shapes_dict[built[0]])[1:])
+
+
+def _fusion_report(model, ops, target):
+    from biper_keras.layers import QuantConv2D
+
+    bconvs = [(i, shape[1:]) for i, (name, shape) in enumerate(ops) if name == "LceBconv2d"]
+    report = []
+    for layer in _quantized_layers(model):
+        shape = _output_shape(layer)
+        if not isinstance(layer, QuantConv2D):
+            report.append(LayerFusion(layer.name, "dense", shape, False,
+                                      "LCE has no binary dense op: runs as float FULLY_CONNECTED"))
+            continue
+        reason = _unfusable_reason(layer, target)
+        # Match binary convs in graph order by output shape (a BatchNorm folded into
+        # the op keeps it); unknown Keras dimensions match any size.
+        match = next((b for b in bconvs if _same_shape(shape, b[1])), None)
+        fused = match is not None
+        if fused:
+            bconvs.remove(match)
+        elif not reason:
+            reason = "not matched by the converter (input binarizer not feeding the conv directly?)"
+        report.append(LayerFusion(layer.name, "conv", shape, fused, "" if fused else reason,
+                                  match[0] if fused else None))
+    return report

@@ -1,0 +1,128 @@
+"""What `convert` returns and raises (no TensorFlow here: a result crosses the process
+boundary of `biper_keras.convert._worker` as the JSON of `to_dict`)."""
+
+import dataclasses
+import os
+import tempfile
+
+
+class ConversionError(ValueError):
+    """A quantized layer did not become a binary LCE op (strict mode), or the model
+    cannot be converted."""
+
+
+class ParityError(ValueError):
+    """The converted model's outputs disagree with the Keras model's."""
+
+
+@dataclasses.dataclass
+class LayerFusion:
+    layer: str
+    kind: str  # "conv" or "dense"
+    output_shape: tuple
+    fused: bool
+    reason: str = ""
+    node: int = None  # index of its LceBconv2d among the flatbuffer's operators
+
+
+@dataclasses.dataclass
+class Parity:
+    samples: int
+    max_abs_diff: float
+    max_abs_output: float
+    top1_agreement: float  # None when the output is not a class-score vector
+    near_zero_binarizer_inputs: int  # inputs so close to 0 that rounding may flip them (None: not probed)
+    passed: bool
+    criterion: str
+
+
+@dataclasses.dataclass
+class ConversionResult:
+    flatbuffer: bytes
+    target: str
+    ops: dict
+    layers: list
+    float32_size: int  # bytes the parameters take as float32
+    parity: Parity = None
+
+    @property
+    def size(self):
+        return len(self.flatbuffer)
+
+    @property
+    def unfused(self):
+        return [f for f in self.layers if f.kind == "conv" and not f.fused]
+
+    def __repr__(self):
+        # The dataclass repr would print every byte of the flatbuffer.
+        convs = [f for f in self.layers if f.kind == "conv"]
+        parts = [f"target={self.target!r}", f"size={self.size / 1024:.1f} KiB",
+                 f"LceBconv2d={self.ops.get('LceBconv2d', 0)}",
+                 f"fused convs={len(convs) - len(self.unfused)}/{len(convs)}"]
+        if self.parity is None:
+            parts.append("parity=not checked")
+        else:
+            parts.append(f"parity={'ok' if self.parity.passed else 'FAILED'}")
+        return f"ConversionResult({', '.join(parts)})"
+
+    def save(self, path):
+        """Writes the flatbuffer atomically (temporary file + rename)."""
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".tflite")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(self.flatbuffer)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    def to_dict(self):
+        """Everything but the flatbuffer, JSON-serializable (`from_dict` reads it back)."""
+        return {
+            "target": self.target,
+            "size_bytes": self.size,
+            "float32_size_bytes": self.float32_size,
+            "compression": self.float32_size / self.size if self.size else None,
+            "ops": dict(self.ops),
+            "layers": [dataclasses.asdict(f) for f in self.layers],
+            "parity": None if self.parity is None else dataclasses.asdict(self.parity),
+        }
+
+    @classmethod
+    def from_dict(cls, report, flatbuffer):
+        """The result that `to_dict` (or its JSON) described, with its `flatbuffer`."""
+        if "size_bytes" in report and len(flatbuffer) != report["size_bytes"]:
+            raise ValueError(f"the flatbuffer has {len(flatbuffer)} bytes, the report says "
+                             f"{report['size_bytes']}")
+        layers = [LayerFusion(**{**f, "output_shape": tuple(f["output_shape"])}) for f in report["layers"]]
+        parity = None if report["parity"] is None else Parity(**report["parity"])
+        return cls(bytes(flatbuffer), report["target"], dict(report["ops"]), layers,
+                   report["float32_size_bytes"], parity)
+
+    def table(self):
+        lines = [f"target {self.target}: {self.size / 1024:.1f} KiB "
+                 f"(float32 parameters: {self.float32_size / 1024:.1f} KiB, "
+                 f"{self.float32_size / max(self.size, 1):.1f}x)"]
+        lines.append("ops: " + ", ".join(f"{k} {v}" for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])))
+        if self.layers:
+            width = max(len(f.layer) for f in self.layers)
+            lines.append(f"{'layer':<{width}}  {'kind':<5} {'output':<16} binary op")
+            for f in self.layers:
+                status = "LceBconv2d" if f.fused else f"no: {f.reason}"
+                lines.append(f"{f.layer:<{width}}  {f.kind:<5} {str(f.output_shape):<16} {status}")
+        if self.parity is not None:
+            p = self.parity
+            agreement = "" if p.top1_agreement is None else f", top-1 agreement {p.top1_agreement:.4f}"
+            lines.append(
+                f"parity on {p.samples} inputs: max |diff| {p.max_abs_diff:.3g} (outputs up to "
+                f"{p.max_abs_output:.3g}){agreement}, near-zero binarizer inputs "
+                f"{count_text(p.near_zero_binarizer_inputs)}: {'ok' if p.passed else 'FAILED'} ({p.criterion})"
+            )
+        return "\n".join(lines)
+
+
+def count_text(near_zero):
+    return "(not counted: subclassed model)" if near_zero is None else near_zero
