@@ -55,20 +55,14 @@ def _readable_file(path, what="file"):
 
 
 def _load_model(path):
-    head = _readable_file(path, "Keras model")
-    if not head.startswith((b"PK", b"\x89HDF")):
-        raise CommandError(f"could not load {path} as a Keras model: not a .keras (zip) or .h5 file")
-    import zipfile
-
-    if head.startswith(b"PK") and not zipfile.is_zipfile(path):
-        raise CommandError(f"could not load {path} as a Keras model: the zip archive is truncated or corrupt")
-    import keras
-
-    import biper_keras  # noqa: F401  (registers the layers and quantizers)
+    _readable_file(path, "Keras model")
+    from biper_keras.convert import load_model
 
     try:
-        return keras.models.load_model(path)
-    except Exception as err:  # a corrupt or foreign file: say which, in one line
+        return load_model(path)
+    except ValueError as err:  # the library names what is wrong with the file
+        raise CommandError(f"could not load a Keras model: {str(err).splitlines()[0]}")
+    except Exception as err:  # e.g. a foreign format Keras refuses: one line
         raise CommandError(f"could not load {path} as a Keras model: {str(err).splitlines()[0]}")
 
 
