@@ -3,9 +3,20 @@ with Larq Compute Engine."""
 
 # Importing the package registers every serializable class (layers, quantizers, model
 # blocks, the learning-rate schedule), so keras.models.load_model reads our .keras files.
-from biper_keras import layers, models, quantizers, regularizers, training
+from biper_keras import layers, metrics, models, quantizers, regularizers, training
 from biper_keras.layers import BatchNormalization, QuantConv2D, QuantDense
-from biper_keras.quantizers import ApproxSign, BiPer, SteSign
+from biper_keras.metrics import FlipRatio
+from biper_keras.quantizers import (
+    ApproxSign,
+    BiPer,
+    DoReFa,
+    MagnitudeAwareSign,
+    NoOp,
+    SteHeaviside,
+    SteSign,
+    SteTern,
+    SwishSign,
+)
 from biper_keras.regularizers import SinSquared
 from biper_keras.summary import summary
 from biper_keras.binarize import binarize
@@ -24,6 +35,14 @@ __all__ = [
     "BiPer",
     "SteSign",
     "ApproxSign",
+    "SwishSign",
+    "MagnitudeAwareSign",
+    "SteHeaviside",
+    "SteTern",
+    "DoReFa",
+    "NoOp",
+    "FlipRatio",
+    "metrics",
     "SinSquared",
     "summary",
     "binarize",

@@ -1,0 +1,102 @@
+"""Larq's quantizers are the specification: forward values and gradients of ours equal
+Larq 0.14's on the same tensors, on every backend. Larq runs once, in a
+TF_USE_LEGACY_KERAS=1 process that writes its results to a file."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from biper_keras import quantizers
+from backend_suite.autodiff import value_and_vjp
+from larq_parity_cases import ALIASES, LAYER_KEYS, mismatches
+
+LARQ_REFERENCE = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    import larq as lq
+    from larq_parity_cases import ALIASES, CASES, LAYER_KEYS, inputs, key
+
+    x, upstream = inputs()
+    out = {}
+    for i, (cls, kwargs) in enumerate(CASES):
+        q = getattr(lq.quantizers, cls)(**kwargs)
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = q(xt)
+        out[key(i) + "_y"] = y.numpy()
+        out[key(i) + "_g"] = tape.gradient(y, xt, output_gradients=tf.constant(upstream)).numpy()
+        out[key(i) + "_precision"] = q.precision
+    np.savez(sys.argv[1] + "/reference.npz", **out)
+    configs = {}
+    for alias in ALIASES:
+        q = lq.quantizers.get(alias)
+        configs[alias] = [type(q).__name__, q.precision,
+                          {k: v for k, v in q.get_config().items() if k not in LAYER_KEYS}]
+    json.dump(configs, open(sys.argv[1] + "/configs.json", "w"))
+    """
+)
+
+OTHER_BACKEND = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    from biper_keras import quantizers
+    from backend_suite.autodiff import value_and_vjp
+    from larq_parity_cases import mismatches
+
+    found = mismatches(dict(np.load(sys.argv[1] + "/reference.npz")), value_and_vjp, quantizers)
+    print("\\n".join(found) if found else "PARITY-OK")
+    """
+)
+
+
+def run_python(code, *args, legacy=False, backend=None):
+    """`code` in a fresh Python process with the tests on its path; Larq needs
+    TF_USE_LEGACY_KERAS=1, another Keras backend its own process."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    env.pop("KERAS_BACKEND", None)
+    if legacy:
+        env["TF_USE_LEGACY_KERAS"] = "1"
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), env.get("PYTHONPATH", "")])
+    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def larq_reference(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("larq_reference")
+    run_python(LARQ_REFERENCE, folder, legacy=True)
+    return folder
+
+
+def test_forward_and_gradient_equal_larq_on_tensorflow(larq_reference):
+    reference = dict(np.load(larq_reference / "reference.npz"))
+    assert mismatches(reference, value_and_vjp, quantizers) == []
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_forward_and_gradient_equal_larq_on(backend, larq_reference):
+    out = run_python(OTHER_BACKEND, larq_reference, backend=backend)
+    assert out.strip().splitlines()[-1] == "PARITY-OK", out
+
+
+def test_aliases_defaults_and_precision_equal_larq(larq_reference):
+    configs = json.loads((larq_reference / "configs.json").read_text())
+    for alias in ALIASES:
+        theirs_class, theirs_precision, theirs_config = configs[alias]
+        ours = quantizers.get(alias)
+        config = {k: v for k, v in ours.get_config().items() if k not in LAYER_KEYS}
+        assert (type(ours).__name__, ours.precision, config) == (theirs_class, theirs_precision, theirs_config), alias
