@@ -3,8 +3,9 @@ with Larq Compute Engine."""
 
 # Importing the package registers every serializable class (layers, quantizers, model
 # blocks, the learning-rate schedule), so keras.models.load_model reads our .keras files.
-from biper_keras import layers, metrics, models, quantizers, regularizers, training
+from biper_keras import constraints, context, layers, metrics, models, quantizers, regularizers, training
 from biper_keras.layers import BatchNormalization, QuantConv2D, QuantDense
+from biper_keras.constraints import WeightClip
 from biper_keras.metrics import FlipRatio
 from biper_keras.quantizers import (
     ApproxSign,
@@ -42,6 +43,9 @@ __all__ = [
     "DoReFa",
     "NoOp",
     "FlipRatio",
+    "WeightClip",
+    "constraints",
+    "context",
     "metrics",
     "SinSquared",
     "summary",

@@ -4,8 +4,9 @@
 their two seams rather than rewriting `call`:
 
 - the `kernel` property returns the *quantized* kernel (times the optional per-channel
-  scale alpha); the latent real weight stays in `_kernel`, the variable that trains
-  and is saved;
+  scale alpha) during the layer's own forward pass and inside
+  `context.quantized_scope(True)`; anywhere else it is the latent real weight (the
+  variable in `_kernel`, which trains and is saved), Larq's rule;
 - `convolution_op(inputs, kernel)` (conv) / `call` (dense) binarizes the inputs first.
 
 On the TensorFlow backend the inference graph of a binarized conv is exactly what Larq
@@ -14,11 +15,15 @@ pad with 1.0 (`pad_values=1.0`, the fast path for SAME padding), a VALID conv wi
 kernel that constant-folds to +/-alpha per output channel.
 """
 
+import contextlib
 import math
+import warnings
 
 import keras
 from keras import ops
 
+from biper_keras import constraints as _constraints  # noqa: F401 ("weight_clip" resolves)
+from biper_keras import context
 from biper_keras import quantizers as quantizers_lib
 
 __all__ = ["QuantConv2D", "QuantDense"]
@@ -33,7 +38,14 @@ class _QuantizedKernel:
         self, input_quantizer, kernel_quantizer, kernel_scale, kernel_scale_initializer
     ):
         self.input_quantizer = quantizers_lib.get(input_quantizer)
-        self.kernel_quantizer = quantizers_lib.get(kernel_quantizer)
+        self.kernel_quantizer = _kernel_quantizer(kernel_quantizer)
+        if _may_starve(self.kernel_quantizer) and self.kernel_constraint is None:
+            warnings.warn(
+                f"Layer {self.name!r}: using a binary weight quantizer without setting "
+                "`kernel_constraint` may result in starved weights (where the gradient is "
+                "always zero); e.g. kernel_constraint=\"weight_clip\".",
+                stacklevel=3,
+            )
         if kernel_scale not in _KERNEL_SCALES:
             raise ValueError(
                 "Argument `kernel_scale` must be None or 'channel' (a learnable "
@@ -57,10 +69,23 @@ class _QuantizedKernel:
                 dtype=self.dtype,
             )
 
+    @contextlib.contextmanager
+    def _quantized_forward(self):
+        """Within it `kernel` is quantized: Keras's Conv/Dense `call` read `self.kernel`."""
+        outer = getattr(self, "_in_forward", False)
+        self._in_forward = True
+        try:
+            yield
+        finally:
+            self._in_forward = outer
+
     @property
     def kernel(self):
-        """The quantized kernel (times alpha); the latent weight is `_kernel`."""
+        """Larq's rule: the latent kernel, except in this layer's forward pass and inside
+        `quantized_scope(True)`, where it is the quantized kernel (times alpha)."""
         kernel = super().kernel
+        if not (getattr(self, "_in_forward", False) or context.should_quantize()):
+            return kernel
         if self.kernel_quantizer is not None:
             kernel = self.kernel_quantizer(kernel)
         if self.alpha is not None:
@@ -89,6 +114,26 @@ class _QuantizedKernel:
 
     def load_own_variables(self, store):
         keras.layers.Layer.load_own_variables(self, store)
+
+
+def _may_starve(quantizer):
+    """Larq's warning rule (a 1-bit quantizer other than NoOp), except for quantizers
+    whose gradient never vanishes (BiPer's periodic one, BinaryConnect's identity)."""
+    return (
+        getattr(quantizer, "precision", None) == 1
+        and not isinstance(quantizer, quantizers_lib.NoOp)
+        and getattr(quantizer, "starves_latent_weights", True)
+    )
+
+
+def _kernel_quantizer(identifier):
+    """`quantizers.get`, plus the training metrics of an enclosing `metrics_scope` for a
+    quantizer that was not given its own (Larq's `get_kernel_quantizer`)."""
+    quantizer = quantizers_lib.get(identifier)
+    scoped = context.get_training_metrics()
+    if isinstance(quantizer, quantizers_lib.Quantizer) and scoped and not quantizer._custom_metrics:
+        quantizer._custom_metrics = sorted(scoped)
+    return quantizer
 
 
 def _check_pad_values(pad_values):
@@ -158,7 +203,8 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
         # Conv's `call` has no `training`; `convolution_op` reads this flag to pick the
         # training-only fast path for pad_values=1.0 (a Python bool at trace time).
         self._training_call = bool(training)
-        return super().call(inputs)
+        with self._quantized_forward():
+            return super().call(inputs)
 
     def convolution_op(self, inputs, kernel):
         if self.input_quantizer is not None:
@@ -258,7 +304,8 @@ class QuantDense(_QuantizedKernel, keras.layers.Dense):
     def call(self, inputs, training=None):
         if self.input_quantizer is not None:
             inputs = self.input_quantizer(inputs)
-        return super().call(inputs, training=training)
+        with self._quantized_forward():
+            return super().call(inputs, training=training)
 
     def get_config(self):
         return {**super().get_config(), **self._quantization_config()}

@@ -142,6 +142,9 @@ class Quantizer(keras.layers.Layer):
     """
 
     precision = 1
+    # Whether the gradient vanishes for large |x|, so that latent weights can drift
+    # where they never get a gradient again (layers warn without a kernel_constraint).
+    starves_latent_weights = True
 
     def __init__(self, metrics=None, **kwargs):
         super().__init__(**kwargs)
@@ -254,6 +257,9 @@ class BiPer(ForwardBackwardQuantizer):
         binarize: True for the square wave (stage 2), False for the sine (stage 1).
     """
 
+    # omega * cos(omega * w) is periodic: no weight is ever out of the gradient's reach.
+    starves_latent_weights = False
+
     def __init__(self, omega=20.0, binarize=True, **kwargs):
         super().__init__(**kwargs)
         self.omega = check_positive_number("omega", omega)
@@ -329,6 +335,8 @@ class BinaryConnect(_Sign):
 
     Forward `sign(x)`; backward `dq/dx := 1` everywhere (no clipping).
     """
+
+    starves_latent_weights = False
 
     def backward_gradient(self, x, mu):
         return ops.ones_like(x)
