@@ -201,8 +201,51 @@ def _layer_kinds(layers_module, quant_conv, quant_dense, batch_norm=None):
     }
 
 
-def _translate(model, source, target, quantizer, side, graph, make_input, model_cls):
-    """Rebuilds `model` (whose layers are classified by `source`) with `target`'s classes."""
+# Layer arguments the rebuilt layer must keep (the weights are copied, but these act
+# in further training): a constraint or regularizer a user set may not vanish.
+_CARRIED = ("kernel_initializer", "bias_initializer", "kernel_constraint", "bias_constraint",
+            "kernel_regularizer", "bias_regularizer", "activity_regularizer",
+            "beta_initializer", "gamma_initializer", "moving_mean_initializer",
+            "moving_variance_initializer", "beta_regularizer", "gamma_regularizer",
+            "beta_constraint", "gamma_constraint")
+
+# Larq quantizers that exist under the same class name and arguments on both sides.
+_SHARED_QUANTIZERS = ("SteSign", "ApproxSign", "SwishSign", "MagnitudeAwareSign", "SteHeaviside",
+                      "SteTern", "DoReFa", "NoOp")
+_LAYER_KEYS = ("name", "trainable", "dtype")
+
+
+def _quantizer_args(q):
+    return {k: v for k, v in q.get_config().items() if k not in _LAYER_KEYS}
+
+
+def _carry(obj, layer, arg, side, target_get, clip_class):
+    """`obj` (an initializer, constraint or regularizer of `layer`) on the other side:
+    WeightClip by its clip value, Keras built-ins by class name and config."""
+    if obj is None:
+        return None
+    name = type(obj).__name__
+    if name in ("WeightClip", "weight_clip"):
+        return clip_class(obj.clip_value)
+    module = type(obj).__module__
+    if module.startswith(("keras", "tf_keras")):
+        config = obj.get_config()
+        # Keras 3 added arguments tf_keras lacks (e.g. GlorotUniform's `input_axes`);
+        # left at None they mean the default, and the other side's default is the same.
+        set_only = {k: v for k, v in config.items() if v is not None}
+        for attempt in (config, set_only):
+            try:
+                return target_get({"class_name": name, "config": attempt})
+            except (ValueError, TypeError) as err:
+                reason = str(err)
+    else:
+        reason = f"a custom {type(obj).__module__}.{name}"
+    raise ValueError(f"Layer {layer.name!r}: {arg}={name} has no {side} counterpart ({reason}).")
+
+
+def _translate(model, source, target, quantizer, side, graph, make_input, model_cls, carry):
+    """Rebuilds `model` (whose layers are classified by `source`) with `target`'s classes;
+    `carry(obj, layer, arg)` maps initializers, constraints and regularizers."""
 
     def make_layer(layer):
         kind = next((kind for kind, cls in source.items() if isinstance(layer, cls)), None)
@@ -220,6 +263,9 @@ def _translate(model, source, target, quantizer, side, graph, make_input, model_
                         kernel_quantizer=quantizer(layer.kernel_quantizer, layer))
             if kind == "qconv":
                 args["pad_values"] = layer.pad_values
+        for arg in _CARRIED:
+            if getattr(layer, arg, None) is not None:
+                args[arg] = carry(getattr(layer, arg), layer, arg)
         return target[kind](name=layer.name, **args)
 
     return _rebuild_graph(model, graph, make_input, make_layer, model_cls)
@@ -229,9 +275,12 @@ def to_larq(model):
     """Rebuilds a Keras 3 functional/Sequential model with Larq's tf_keras layers and
     copies its weights; outputs agree on the same inputs. Needs TF_USE_LEGACY_KERAS=1.
 
-    BiPer becomes `larq_interop.BiPer`, SteSign/ApproxSign Larq's own quantizers. A
-    per-channel `kernel_scale` has no Larq counterpart and is refused, like any layer
-    type the bridge does not know (the error names the layer).
+    BiPer becomes `larq_interop.BiPer`; Larq's quantizers (SteSign, ApproxSign, SwishSign,
+    MagnitudeAwareSign, SteHeaviside, SteTern, DoReFa, NoOp) and `WeightClip` become
+    Larq's own, with the same arguments; initializers, constraints and regularizers are
+    carried (Keras built-ins by name). What has no Larq counterpart (a per-channel
+    `kernel_scale`, the ProxConnect++ quantizers, a custom constraint, an unknown layer
+    type) is refused with a ValueError naming the layer, never dropped.
     """
     import keras
     import tensorflow as tf
@@ -247,26 +296,32 @@ def to_larq(model):
             return None
         if isinstance(q, quantizers.BiPer):
             return classes["BiPer"](omega=q.omega, binarize=q.binarize)
-        if isinstance(q, quantizers.SteSign):
-            return lq.quantizers.SteSign(clip_value=q.clip_value)
-        if isinstance(q, quantizers.ApproxSign):
-            return lq.quantizers.ApproxSign()
+        if type(q).__name__ in _SHARED_QUANTIZERS and type(q) is getattr(quantizers, type(q).__name__):
+            return getattr(lq.quantizers, type(q).__name__)(**_quantizer_args(q))
         raise ValueError(f"Layer {layer.name!r}: quantizer {type(q).__name__} has no Larq counterpart.")
+
+    def carry(obj, layer, arg):
+        get = {"initializer": tf.keras.initializers.get, "constraint": tf.keras.constraints.get,
+               "regularizer": tf.keras.regularizers.get}[arg.rsplit("_", 1)[1]]
+        return _carry(obj, layer, arg, "Larq/tf_keras", get, lq.constraints.WeightClip)
 
     return _translate(
         model, _layer_kinds(keras.layers, bl.QuantConv2D, bl.QuantDense),
         _layer_kinds(tf.keras.layers, lq.layers.QuantConv2D, lq.layers.QuantDense), quantizer,
         "Larq/tf_keras", _graph(model, _keras3_inputs), lambda shape, name: tf.keras.Input(shape, name=name),
-        tf.keras.Model,
+        tf.keras.Model, carry,
     )
 
 
 def from_larq(model):
     """Rebuilds a tf_keras/Larq functional or Sequential model with this package's
-    Keras 3 layers and copies its weights; outputs agree on the same inputs."""
+    Keras 3 layers and copies its weights; outputs agree on the same inputs. The
+    counterpart of `to_larq`: quantizers, `weight_clip` and Keras built-in
+    initializers/constraints/regularizers are mapped, anything else refused by name."""
     import keras
     import tensorflow as tf
 
+    from biper_keras import constraints
     from biper_keras import layers as bl
     from biper_keras import quantizers
 
@@ -278,15 +333,18 @@ def from_larq(model):
             return None
         if isinstance(q, classes["BiPer"]):
             return quantizers.BiPer(omega=q.omega, binarize=q.binarize)
-        if isinstance(q, lq.quantizers.SteSign):
-            return quantizers.SteSign(clip_value=q.clip_value)
-        if isinstance(q, lq.quantizers.ApproxSign):
-            return quantizers.ApproxSign()
+        if type(q).__name__ in _SHARED_QUANTIZERS and type(q) is getattr(lq.quantizers, type(q).__name__):
+            return getattr(quantizers, type(q).__name__)(**_quantizer_args(q))
         raise ValueError(f"Layer {layer.name!r}: quantizer {type(q).__name__} has no biper_keras counterpart.")
+
+    def carry(obj, layer, arg):
+        get = {"initializer": keras.initializers.get, "constraint": keras.constraints.get,
+               "regularizer": keras.regularizers.get}[arg.rsplit("_", 1)[1]]
+        return _carry(obj, layer, arg, "biper_keras/Keras 3", get, constraints.WeightClip)
 
     return _translate(
         model, _layer_kinds(tf.keras.layers, lq.layers.QuantConv2D, lq.layers.QuantDense),
         _layer_kinds(keras.layers, bl.QuantConv2D, bl.QuantDense, bl.BatchNormalization), quantizer,
         "biper_keras/Keras 3", _graph(model, _tf_keras_inputs), lambda shape, name: keras.Input(shape, name=name),
-        keras.Model,
+        keras.Model, carry,
     )

@@ -6,7 +6,8 @@
   into them at inference);
 - a conv/dense layer does `kernel size x output pixels` MACs at the precision
   max(input precision, kernel precision); a per-channel scale alpha is a 32-bit
-  parameter but not a MAC (Larq has no alpha).
+  parameter but not a MAC (Larq has no alpha);
+- a nested model (e.g. a Sequential block) is one row: the sums of its layers' rows.
 """
 
 import dataclasses
@@ -147,11 +148,30 @@ def _layer_stats(layer):
     return LayerStats(layer.name, in_bits, shape, p1, p32, memory, m1, m32)
 
 
+def _stats(layer):
+    if not isinstance(layer, keras.Model):
+        return _layer_stats(layer)
+    rows = [_stats(inner) for inner in layer.layers]
+    sums = {f: sum(getattr(r, f) for r in rows) for f in
+            ("params_1bit", "params_32bit", "memory_bits", "macs_1bit", "macs_32bit")}
+    return LayerStats(layer.name, rows[0].input_precision if rows else None, _output_shape(layer), **sums)
+
+
 def summary(model, print_fn=print):
-    """Prints (with `print_fn`, None to stay silent) and returns a `ModelStats`."""
+    """Prints (with `print_fn`, None to stay silent) and returns a `ModelStats`.
+
+    Raises:
+        TypeError: for anything but a Keras 3 model.
+        ValueError: for a model that is not built yet (as Larq).
+    """
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a Keras 3 model. Received: {type(model).__name__}.")
-    stats = ModelStats(model.name, [_layer_stats(layer) for layer in model.layers])
+    if not model.built:
+        raise ValueError(
+            f"Model {model.name!r} has not been built yet: build it first (`model.build(input_shape)`, "
+            "a call on data, or an `Input` as its first layer)."
+        )
+    stats = ModelStats(model.name, [_stats(layer) for layer in model.layers])
     if print_fn is not None:
         print_fn(stats.table())
     return stats
