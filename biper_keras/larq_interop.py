@@ -162,14 +162,18 @@ def _common_args(layer, kind):
     """Constructor arguments of the supported layers, which Keras 3 and tf_keras name
     alike (activations serialize to the same names, e.g. "linear", "relu")."""
     c = layer.get_config()
-    if kind in ("conv", "qconv", "dense", "qdense"):
+    if kind in ("conv", "dense") or kind in _QUANTIZER_ARGS:
         args = {"activation": c["activation"], "use_bias": c["use_bias"]}
-        if kind in ("conv", "qconv"):
-            args.update(filters=c["filters"], kernel_size=tuple(c["kernel_size"]), strides=tuple(c["strides"]),
-                        padding=c["padding"], data_format=c["data_format"],
-                        dilation_rate=tuple(c["dilation_rate"]))
-        else:
+        if kind in ("dense", "qdense"):
             args.update(units=c["units"])
+            return args
+        args.update(kernel_size=tuple(c["kernel_size"]), strides=tuple(c["strides"]),
+                    padding=c["padding"], data_format=c["data_format"],
+                    dilation_rate=tuple(c["dilation_rate"]))
+        if kind in ("qdepthwise", "qseparable"):
+            args["depth_multiplier"] = c["depth_multiplier"]
+        if kind != "qdepthwise":
+            args["filters"] = c["filters"]
         return args
     keys = {
         "bn": ("axis", "momentum", "epsilon", "center", "scale"),
@@ -189,12 +193,25 @@ def _common_args(layer, kind):
     return args
 
 
-def _layer_kinds(layers_module, quant_conv, quant_dense, batch_norm=None):
+# The quantized layer kinds and their quantizer arguments (named alike on both sides).
+_QUANTIZER_ARGS = {
+    "qdepthwise": ("input_quantizer", "depthwise_quantizer"),
+    "qseparable": ("input_quantizer", "depthwise_quantizer", "pointwise_quantizer"),
+    "qconv1d": ("input_quantizer", "kernel_quantizer"),
+    "qconv": ("input_quantizer", "kernel_quantizer"),
+    "qdense": ("input_quantizer", "kernel_quantizer"),
+}
+_QUANTIZED_CLASSES = {"qdepthwise": "QuantDepthwiseConv2D", "qseparable": "QuantSeparableConv2D",
+                      "qconv1d": "QuantConv1D", "qconv": "QuantConv2D", "qdense": "QuantDense"}
+
+
+def _layer_kinds(layers_module, quantized_module, batch_norm=None):
     """The bridge's layer kinds -> classes of one side. Quantized layers come first:
-    they subclass the float ones on both sides."""
+    they subclass the float ones on both sides (tf_keras's DepthwiseConv2D is a Conv2D)."""
     m = layers_module
     return {
-        "qconv": quant_conv, "qdense": quant_dense, "conv": m.Conv2D, "dense": m.Dense,
+        **{kind: getattr(quantized_module, name) for kind, name in _QUANTIZED_CLASSES.items()},
+        "conv": m.Conv2D, "dense": m.Dense,
         "bn": batch_norm or m.BatchNormalization, "relu": m.ReLU, "activation": m.Activation,
         "maxpool": m.MaxPooling2D, "avgpool": m.AveragePooling2D, "gap": m.GlobalAveragePooling2D,
         "flatten": m.Flatten, "add": m.Add, "dropout": m.Dropout, "zeropad": m.ZeroPadding2D,
@@ -205,6 +222,8 @@ def _layer_kinds(layers_module, quant_conv, quant_dense, batch_norm=None):
 # in further training): a constraint or regularizer a user set may not vanish.
 _CARRIED = ("kernel_initializer", "bias_initializer", "kernel_constraint", "bias_constraint",
             "kernel_regularizer", "bias_regularizer", "activity_regularizer",
+            "depthwise_initializer", "pointwise_initializer", "depthwise_constraint",
+            "pointwise_constraint", "depthwise_regularizer", "pointwise_regularizer",
             "beta_initializer", "gamma_initializer", "moving_mean_initializer",
             "moving_variance_initializer", "beta_regularizer", "gamma_regularizer",
             "beta_constraint", "gamma_constraint")
@@ -252,16 +271,16 @@ def _translate(model, source, target, quantizer, side, graph, make_input, model_
         if kind is None:
             raise ValueError(
                 f"Layer {layer.name!r} ({type(layer).__name__}) has no {side} counterpart: the "
-                "bridge supports Conv2D, Dense, their quantized versions, BatchNormalization, "
+                "bridge supports Conv2D, Dense, Larq's quantized layers (QuantConv1D, QuantConv2D, "
+                "QuantDepthwiseConv2D, QuantSeparableConv2D, QuantDense), BatchNormalization, "
                 "ReLU, Activation, pooling, Flatten, Add, Dropout and ZeroPadding2D."
             )
         args = _common_args(layer, kind)
-        if kind in ("qconv", "qdense"):
+        if kind in _QUANTIZER_ARGS:
             if getattr(layer, "alpha", None) is not None:
                 raise ValueError(f"Layer {layer.name!r}: kernel_scale='channel' has no Larq counterpart.")
-            args.update(input_quantizer=quantizer(layer.input_quantizer, layer),
-                        kernel_quantizer=quantizer(layer.kernel_quantizer, layer))
-            if kind == "qconv":
+            args.update({arg: quantizer(getattr(layer, arg), layer) for arg in _QUANTIZER_ARGS[kind]})
+            if kind != "qdense":
                 args["pad_values"] = layer.pad_values
         for arg in _CARRIED:
             if getattr(layer, arg, None) is not None:
@@ -306,8 +325,8 @@ def to_larq(model):
         return _carry(obj, layer, arg, "Larq/tf_keras", get, lq.constraints.WeightClip)
 
     return _translate(
-        model, _layer_kinds(keras.layers, bl.QuantConv2D, bl.QuantDense),
-        _layer_kinds(tf.keras.layers, lq.layers.QuantConv2D, lq.layers.QuantDense), quantizer,
+        model, _layer_kinds(keras.layers, bl),
+        _layer_kinds(tf.keras.layers, lq.layers), quantizer,
         "Larq/tf_keras", _graph(model, _keras3_inputs), lambda shape, name: tf.keras.Input(shape, name=name),
         tf.keras.Model, carry,
     )
@@ -343,8 +362,8 @@ def from_larq(model):
         return _carry(obj, layer, arg, "biper_keras/Keras 3", get, constraints.WeightClip)
 
     return _translate(
-        model, _layer_kinds(tf.keras.layers, lq.layers.QuantConv2D, lq.layers.QuantDense),
-        _layer_kinds(keras.layers, bl.QuantConv2D, bl.QuantDense, bl.BatchNormalization), quantizer,
+        model, _layer_kinds(tf.keras.layers, lq.layers),
+        _layer_kinds(keras.layers, bl, bl.BatchNormalization), quantizer,
         "biper_keras/Keras 3", _graph(model, _tf_keras_inputs), lambda shape, name: keras.Input(shape, name=name),
         keras.Model, carry,
     )

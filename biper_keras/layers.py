@@ -26,26 +26,46 @@ from biper_keras import constraints as _constraints  # noqa: F401 ("weight_clip"
 from biper_keras import context
 from biper_keras import quantizers as quantizers_lib
 
-__all__ = ["QuantConv2D", "QuantDense"]
+__all__ = ["QuantConv1D", "QuantConv2D", "QuantDense", "QuantDepthwiseConv2D", "QuantSeparableConv2D", "BatchNormalization"]
 
 _KERNEL_SCALES = (None, "channel")
 
 
-class _QuantizedKernel:
-    """What QuantConv2D and QuantDense share: quantizers, kernel scale, weight saving."""
+class _QuantizedLayer:
+    """What every quantized layer shares: the forward-pass flag that makes its kernels
+    read quantized, and saving the variables themselves."""
+
+    @contextlib.contextmanager
+    def _quantized_forward(self):
+        """Within it the kernels read quantized: Keras's `call`s read `self.kernel`."""
+        outer = getattr(self, "_in_forward", False)
+        self._in_forward = True
+        try:
+            yield
+        finally:
+            self._in_forward = outer
+
+    def _reads_quantized(self):
+        return getattr(self, "_in_forward", False) or context.should_quantize()
+
+    # Keras's Conv/Dense save `self.kernel` (to merge LoRA), which in the forward pass is
+    # the quantized kernel: save the variables themselves (latent kernel, bias, alpha).
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
+
+class _QuantizedKernel(_QuantizedLayer):
+    """What QuantConv2D and QuantDense share: quantizers, kernel scale."""
 
     def _init_quantization(
         self, input_quantizer, kernel_quantizer, kernel_scale, kernel_scale_initializer
     ):
         self.input_quantizer = quantizers_lib.get(input_quantizer)
         self.kernel_quantizer = _kernel_quantizer(kernel_quantizer)
-        if _may_starve(self.kernel_quantizer) and self.kernel_constraint is None:
-            warnings.warn(
-                f"Layer {self.name!r}: using a binary weight quantizer without setting "
-                "`kernel_constraint` may result in starved weights (where the gradient is "
-                "always zero); e.g. kernel_constraint=\"weight_clip\".",
-                stacklevel=3,
-            )
+        warn_if_starving(self, self.kernel_quantizer, self.kernel_constraint, "kernel_constraint")
         if kernel_scale not in _KERNEL_SCALES:
             raise ValueError(
                 "Argument `kernel_scale` must be None or 'channel' (a learnable "
@@ -69,22 +89,12 @@ class _QuantizedKernel:
                 dtype=self.dtype,
             )
 
-    @contextlib.contextmanager
-    def _quantized_forward(self):
-        """Within it `kernel` is quantized: Keras's Conv/Dense `call` read `self.kernel`."""
-        outer = getattr(self, "_in_forward", False)
-        self._in_forward = True
-        try:
-            yield
-        finally:
-            self._in_forward = outer
-
     @property
     def kernel(self):
         """Larq's rule: the latent kernel, except in this layer's forward pass and inside
         `quantized_scope(True)`, where it is the quantized kernel (times alpha)."""
         kernel = super().kernel
-        if not (getattr(self, "_in_forward", False) or context.should_quantize()):
+        if not self._reads_quantized():
             return kernel
         if self.kernel_quantizer is not None:
             kernel = self.kernel_quantizer(kernel)
@@ -107,15 +117,6 @@ class _QuantizedKernel:
             ),
         }
 
-    # Keras's Conv/Dense save `self.kernel` (to merge LoRA), which here is the
-    # quantized kernel: save the variables themselves (latent kernel, bias, alpha).
-    def save_own_variables(self, store):
-        keras.layers.Layer.save_own_variables(self, store)
-
-    def load_own_variables(self, store):
-        keras.layers.Layer.load_own_variables(self, store)
-
-
 def _may_starve(quantizer):
     """Larq's warning rule (a 1-bit quantizer other than NoOp), except for quantizers
     whose gradient never vanishes (BiPer's periodic one, BinaryConnect's identity)."""
@@ -124,6 +125,18 @@ def _may_starve(quantizer):
         and not isinstance(quantizer, quantizers_lib.NoOp)
         and getattr(quantizer, "starves_latent_weights", True)
     )
+
+
+def warn_if_starving(layer, quantizer, constraint, constraint_arg):
+    """Larq's warning: a clipped binary estimator without a constraint lets latent
+    weights drift where their gradient is always zero."""
+    if _may_starve(quantizer) and constraint is None:
+        warnings.warn(
+            f"Layer {layer.name!r}: using a binary weight quantizer without setting "
+            f"`{constraint_arg}` may result in starved weights (where the gradient is "
+            f"always zero); e.g. {constraint_arg}=\"weight_clip\".",
+            stacklevel=4,
+        )
 
 
 def _kernel_quantizer(identifier):
@@ -145,8 +158,49 @@ def _check_pad_values(pad_values):
     return float(pad_values)
 
 
+class _PadValues:
+    """SAME padding with a constant (Larq's `pad_values`) as an explicit pad + VALID."""
+
+    def _padded(self, inputs):
+        """(inputs, padding) for the convolution: explicitly padded for pad_values=1."""
+        if self.padding != "same" or self.pad_values == 0.0:
+            return inputs, self.padding
+        return ops.pad(inputs, self._same_pad_width(inputs.shape), constant_values=self.pad_values), "valid"
+
+    def _bias_and_activation(self, outputs):
+        if self.use_bias:
+            rank = len(outputs.shape) - 2
+            channels = self.bias.shape[0]
+            shape = ((1,) * (rank + 1) + (channels,) if self.data_format == "channels_last"
+                     else (1, channels) + (1,) * rank)
+            outputs = ops.add(outputs, ops.reshape(self.bias, shape))
+        return outputs if self.activation is None else self.activation(outputs)
+
+    def _same_pad_width(self, shape):
+        """The (before, after) pads that make a VALID conv equal a SAME one."""
+        first = 1 if self.data_format == "channels_last" else 2
+        spatial = [(0, 0)] * len(shape)
+        for i, (k, s, d) in enumerate(
+            zip(self.kernel_size, self.strides, self.dilation_rate)
+        ):
+            extent = (k - 1) * d + 1
+            size = shape[first + i]
+            if s == 1:
+                total = extent - 1
+            elif size is None:
+                raise ValueError(
+                    f"Layer '{self.name}': SAME padding with pad_values=1.0 and "
+                    f"strides={self.strides} needs static spatial input sizes; "
+                    f"received input shape {tuple(shape)}."
+                )
+            else:
+                total = max((math.ceil(size / s) - 1) * s + extent - size, 0)
+            spatial[first + i] = (total // 2, total - total // 2)
+        return spatial
+
+
 @keras.saving.register_keras_serializable(package="biper_keras")
-class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
+class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
     """2D convolution with quantized inputs and kernel (Larq's `QuantConv2D`).
 
     Args:
@@ -242,28 +296,6 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
         border = ops.pad(ops.zeros_like(inputs[:1]), pad_width, constant_values=self.pad_values)
         return self._conv(inputs, kernel, "same") + self._conv(border, kernel, "valid")
 
-    def _same_pad_width(self, shape):
-        """The (before, after) pads that make a VALID conv equal a SAME one."""
-        first = 1 if self.data_format == "channels_last" else 2
-        spatial = [(0, 0)] * len(shape)
-        for i, (k, s, d) in enumerate(
-            zip(self.kernel_size, self.strides, self.dilation_rate)
-        ):
-            extent = (k - 1) * d + 1
-            size = shape[first + i]
-            if s == 1:
-                total = extent - 1
-            elif size is None:
-                raise ValueError(
-                    f"Layer '{self.name}': SAME padding with pad_values=1.0 and "
-                    f"strides={self.strides} needs static spatial input sizes; "
-                    f"received input shape {tuple(shape)}."
-                )
-            else:
-                total = max((math.ceil(size / s) - 1) * s + extent - size, 0)
-            spatial[first + i] = (total // 2, total - total // 2)
-        return spatial
-
     def get_config(self):
         return {
             **super().get_config(),
@@ -356,3 +388,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
         self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
         return outputs
+
+
+# Larq's other convolutions; they build on the helpers above.
+from biper_keras.conv_layers import QuantConv1D, QuantDepthwiseConv2D, QuantSeparableConv2D  # noqa: E402

@@ -62,3 +62,57 @@ def mismatches(reference, value_and_vjp, quantizers):
         if quantizer.precision != int(reference[key(i) + "_precision"]):
             found.append(f"{cls}({kwargs}) precision {quantizer.precision}")
     return found
+
+
+# Layers built with the same class name and arguments in Larq and here, on inputs of
+# the given shape (batch included): pad_values=1 with strides, causal and dilated 1-D
+# convs, depth multipliers, every weight quantizer family.
+LAYER_CASES = [
+    ("QuantConv1D", dict(filters=4, kernel_size=3, padding="same", pad_values=1.0,
+                         input_quantizer="ste_sign", kernel_quantizer="ste_sign"), (2, 9, 3)),
+    ("QuantConv1D", dict(filters=4, kernel_size=3, strides=2, input_quantizer="approx_sign",
+                         kernel_quantizer="magnitude_aware_sign"), (2, 10, 3)),
+    ("QuantConv1D", dict(filters=4, kernel_size=3, padding="causal", dilation_rate=2,
+                         input_quantizer="ste_sign", kernel_quantizer="ste_sign"), (2, 9, 3)),
+    ("QuantDepthwiseConv2D", dict(kernel_size=3, padding="same", pad_values=1.0, depth_multiplier=2,
+                                  input_quantizer="ste_sign", depthwise_quantizer="ste_sign"), (2, 7, 7, 3)),
+    ("QuantDepthwiseConv2D", dict(kernel_size=3, strides=2, padding="same", pad_values=1.0,
+                                  input_quantizer="ste_tern", depthwise_quantizer="ste_tern"), (2, 8, 8, 3)),
+    ("QuantSeparableConv2D", dict(filters=5, kernel_size=3, padding="same", pad_values=1.0,
+                                  input_quantizer="ste_sign", depthwise_quantizer="ste_sign",
+                                  pointwise_quantizer="ste_sign"), (2, 7, 7, 3)),
+    ("QuantSeparableConv2D", dict(filters=5, kernel_size=3, strides=2, depth_multiplier=2,
+                                  input_quantizer="swish_sign", depthwise_quantizer="dorefa_quantizer",
+                                  pointwise_quantizer="ste_heaviside"), (2, 9, 9, 3)),
+    ("QuantConv2D", dict(filters=4, kernel_size=3, strides=2, padding="same", pad_values=1.0,
+                         input_quantizer="ste_sign", kernel_quantizer="ste_heaviside"), (2, 8, 8, 3)),
+    ("QuantDense", dict(units=4, input_quantizer="ste_sign", kernel_quantizer="swish_sign"), (2, 6)),
+]
+
+
+def layer_inputs(i, shape, weight_shapes):
+    """Input, upstream gradient and weights of layer case `i`."""
+    rng = np.random.default_rng(100 + i)
+    x = rng.normal(size=shape).astype("float32")
+    weights = [rng.normal(0.0, 0.5, size=s).astype("float32") for s in weight_shapes]
+    return x, weights, rng
+
+
+def layer_mismatches(reference, layers_module, value_and_vjp=None):
+    """Cases whose output (and, given `value_and_vjp`, input gradient) differ from Larq's."""
+    found = []
+    for i, (cls, kwargs, shape) in enumerate(LAYER_CASES):
+        layer = getattr(layers_module, cls)(**kwargs)
+        layer.build(shape)
+        x, weights, _ = layer_inputs(i, shape, [tuple(w.shape) for w in layer.get_weights()])
+        layer.set_weights(weights)
+        up = reference[f"layer{i}_up"]
+        if value_and_vjp is None:
+            y, g = np.asarray(layer(x)), None
+        else:
+            y, g = value_and_vjp(layer, x, up)
+        if not np.allclose(y, reference[f"layer{i}_y"], atol=1e-5):
+            found.append(f"{cls}({kwargs}) output")
+        if g is not None and not np.allclose(g, reference[f"layer{i}_gx"], atol=1e-5):
+            found.append(f"{cls}({kwargs}) input gradient")
+    return found
