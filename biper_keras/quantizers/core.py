@@ -15,6 +15,7 @@ Larq's other quantizers live in `larq_family.py`; aliases and `get` in `__init__
 
 import math
 import numbers
+import warnings
 
 import keras
 from keras import ops
@@ -124,6 +125,15 @@ def check_metrics(metrics):
     return list(metrics)
 
 
+def _stateless():
+    """True while Keras traces shapes or runs a stateless (JAX) step: variable updates
+    there are either impossible (tracers) or dropped."""
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+
+    return in_stateless_scope() or in_symbolic_scope()
+
+
 class Quantizer(keras.layers.Layer):
     """Base class: a layer mapping a tensor to its quantized value.
 
@@ -135,7 +145,8 @@ class Quantizer(keras.layers.Layer):
     The output keeps the input's dtype (a float64 tensor quantizes to float64), as in
     Larq. `metrics=["flip_ratio"]` (Larq's argument) attaches a `FlipRatio` metric fed
     with every quantized output; Keras reports it in `fit`'s logs on the TensorFlow and
-    torch backends (JAX's stateless train step drops metric updates made inside a layer).
+    torch backends (JAX's stateless train step drops metric updates made inside a layer:
+    there a warning says so).
 
     Args:
         metrics: None or a list of training metric names (`"flip_ratio"`).
@@ -152,6 +163,14 @@ class Quantizer(keras.layers.Layer):
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
         self._custom_metrics = check_metrics(metrics)
+        if self._custom_metrics and keras.backend.backend() == "jax":
+            warnings.warn(
+                f"Quantizer {self.name!r}: metrics={self._custom_metrics} are updated in eager "
+                "calls only on the JAX backend; JAX's stateless train step (model.fit) drops "
+                "updates made inside a layer, so fit's logs would show 0. Use the TensorFlow "
+                "or torch backend to follow them during training.",
+                stacklevel=3,
+            )
         self.flip_ratio = None
         self.built = True
 
@@ -161,7 +180,7 @@ class Quantizer(keras.layers.Layer):
 
             self.flip_ratio = FlipRatio(name=f"flip_ratio/{self.name}")
             self.flip_ratio.build(outputs.shape)
-        if not isinstance(outputs, keras.KerasTensor):
+        if not isinstance(outputs, keras.KerasTensor) and not _stateless():
             self.flip_ratio.update_state(ops.stop_gradient(outputs))
 
     def call(self, inputs):
