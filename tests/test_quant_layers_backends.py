@@ -53,7 +53,7 @@ TRAIN = textwrap.dedent(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         bk.SteSign(metrics=["flip_ratio"])
-    print("\n".join(str(c.message) for c in caught))
+    print("\\n".join(str(c.message) for c in caught))
     folder = tempfile.mkdtemp()
     for name, model, x, y in (("2d", two_d, x2, y2), ("1d", one_d, x1, y1)):
         model.compile(keras.optimizers.Adam(0.01),
