@@ -3,7 +3,7 @@ with Larq Compute Engine."""
 
 # Importing the package registers every serializable class (layers, quantizers, model
 # blocks, the learning-rate schedule), so keras.models.load_model reads our .keras files.
-from biper_keras import constraints, context, layers, metrics, models, quantizers, regularizers, training
+from biper_keras import constraints, context, layers, metrics, models, optimizers, quantizers, regularizers, training
 from biper_keras.layers import BatchNormalization, QuantConv2D, QuantDense
 from biper_keras.constraints import WeightClip
 from biper_keras.metrics import FlipRatio
@@ -45,6 +45,7 @@ __all__ = [
     "FlipRatio",
     "WeightClip",
     "constraints",
+    "optimizers",
     "context",
     "metrics",
     "SinSquared",

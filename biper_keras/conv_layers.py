@@ -20,6 +20,7 @@ from biper_keras.layers import (
     _PadValues,
     _QuantizedKernel,
     _QuantizedLayer,
+    tag_precision,
     warn_if_starving,
 )
 from biper_keras import quantizers as quantizers_lib
@@ -125,6 +126,10 @@ class QuantDepthwiseConv2D(_QuantizedLayer, _PadValues, keras.layers.DepthwiseCo
     def depthwise_kernel(self):
         return self.kernel
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        tag_precision(self._latent_kernel, self.depthwise_quantizer)
+
     def call(self, inputs):
         if self.input_quantizer is not None:
             inputs = self.input_quantizer(inputs)
@@ -170,6 +175,11 @@ class QuantSeparableConv2D(_QuantizedLayer, _PadValues, keras.layers.SeparableCo
         self.pointwise_quantizer = _kernel_quantizer(pointwise_quantizer)
         warn_if_starving(self, self.depthwise_quantizer, self.depthwise_constraint, "depthwise_constraint")
         warn_if_starving(self, self.pointwise_quantizer, self.pointwise_constraint, "pointwise_constraint")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        tag_precision(self._latent_depthwise_kernel, self.depthwise_quantizer)
+        tag_precision(self._latent_pointwise_kernel, self.pointwise_quantizer)
 
     def call(self, inputs):
         if self.input_quantizer is not None:

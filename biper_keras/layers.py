@@ -80,6 +80,7 @@ class _QuantizedKernel(_QuantizedLayer):
 
     def build(self, input_shape):
         super().build(input_shape)
+        tag_precision(self._kernel, self.kernel_quantizer)
         if self.kernel_scale == "channel":
             self.alpha = self.add_weight(
                 name="kernel_scale",
@@ -125,6 +126,14 @@ def _may_starve(quantizer):
         and not isinstance(quantizer, quantizers_lib.NoOp)
         and getattr(quantizer, "starves_latent_weights", True)
     )
+
+
+def tag_precision(variable, quantizer):
+    """Marks a latent kernel with its quantizer's bit width, for optimizers that pick
+    binary variables (`Bop.is_binary_variable`) as Larq's quantized variables do."""
+    precision = getattr(quantizer, "precision", None)
+    if variable is not None and precision is not None:
+        variable.precision = precision
 
 
 def warn_if_starving(layer, quantizer, constraint, constraint_arg):
