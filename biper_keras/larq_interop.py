@@ -282,8 +282,12 @@ def _translate(model, source, target, quantizer, side, graph, make_input, model_
             args.update({arg: quantizer(getattr(layer, arg), layer) for arg in _QUANTIZER_ARGS[kind]})
             if kind != "qdense":
                 args["pad_values"] = layer.pad_values
+        config = layer.get_config()
         for arg in _CARRIED:
-            if getattr(layer, arg, None) is not None:
+            # Only what the layer's own config lists; tf_keras's depthwise/separable
+            # convs also list `kernel_*` arguments that no weight uses.
+            unused = kind in ("qdepthwise", "qseparable") and arg.startswith("kernel_")
+            if arg in config and not unused and getattr(layer, arg, None) is not None:
                 args[arg] = carry(getattr(layer, arg), layer, arg)
         return target[kind](name=layer.name, **args)
 
