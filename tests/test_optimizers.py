@@ -2,6 +2,7 @@
 says; CaseOptimizer routes binary kernels to Bop and the rest to Adam in model.fit on
 every backend."""
 
+import json
 import textwrap
 
 import keras
@@ -104,3 +105,34 @@ FIT = textwrap.dedent(
 def test_bop_in_a_case_optimizer_learns_a_binary_teacher_in_fit(backend):
     out = run_python(FIT, backend=backend)
     assert f"FIT-OK {backend}" in out, out
+
+
+LARQ_BOP = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    import tensorflow as tf
+    import larq as lq
+
+    rng = np.random.default_rng(5)
+    w0 = rng.normal(size=(7, 3)).astype("float32")  # real values: Bop binarizes on its first step
+    grads = [rng.normal(0, 0.1, size=w0.shape).astype("float32") for _ in range(5)]
+    v = tf.Variable(w0)
+    opt = lq.optimizers.Bop(threshold=0.01, gamma=0.3)
+    states = []
+    for g in grads:
+        opt.apply_gradients([(tf.constant(g), v)])
+        states.append(v.numpy().tolist())
+    print("LARQ " + json.dumps({"w0": w0.tolist(), "grads": [g.tolist() for g in grads], "states": states}))
+    """
+)
+
+
+def test_bop_follows_larqs_bop_step_by_step():
+    out = run_python(LARQ_BOP, legacy=True)
+    larq = json.loads([l for l in out.splitlines() if l.startswith("LARQ ")][-1][5:])
+    variable = keras.Variable(np.array(larq["w0"], "float32"))
+    optimizer = Bop(threshold=0.01, gamma=0.3)
+    for g, state in zip(larq["grads"], larq["states"]):
+        optimizer.apply([keras.ops.convert_to_tensor(np.array(g, "float32"))], [variable])
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), np.array(state, "float32"))
