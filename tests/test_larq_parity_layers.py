@@ -203,3 +203,40 @@ BRIDGE = textwrap.dedent(
 def test_bridge_carries_the_new_layers_quantizers_and_constraints_both_ways():
     out = run_python(BRIDGE, legacy=True)
     assert "BRIDGE-NEW-OK" in out, out
+
+
+def test_what_lce_fuses_of_the_new_layers_and_the_flatbuffer_runs():
+    """LCE fuses binary 2-D convolutions only: a binary QuantDepthwiseConv2D stays a
+    float DEPTHWISE_CONV_2D, the separable conv's pointwise half a float CONV_2D (its
+    input is the depthwise output, not binary), QuantConv1D a float CONV_2D."""
+    import keras
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    from biper_keras.convert import convert_keras_model, op_histogram
+
+    q = dict(input_quantizer="ste_sign", padding="same", pad_values=1.0, use_bias=False)
+    clip = "weight_clip"
+    two_d = keras.Sequential([
+        keras.Input((12, 12, 8)),
+        bk.layers.QuantDepthwiseConv2D(3, depthwise_quantizer="ste_sign", depthwise_constraint=clip, **q),
+        keras.layers.BatchNormalization(),
+        bk.layers.QuantSeparableConv2D(8, 3, depthwise_quantizer="ste_sign", pointwise_quantizer="ste_sign",
+                                       depthwise_constraint=clip, pointwise_constraint=clip, **q),
+        keras.layers.BatchNormalization(),
+        bk.QuantConv2D(8, 3, kernel_quantizer="ste_sign", kernel_constraint=clip, **q),
+    ])
+    one_d = keras.Sequential([keras.Input((12, 8)),
+                              bk.layers.QuantConv1D(8, 3, kernel_quantizer="ste_sign", kernel_constraint=clip, **q)])
+    rng = np.random.default_rng(0)
+    for model, expected_ops in ((two_d, {"LceBconv2d": 1, "DEPTHWISE_CONV_2D": 2, "CONV_2D": 1}),
+                                (one_d, {"CONV_2D": 1})):
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.moving_mean.assign(rng.normal(0, 0.3, 8))
+                layer.moving_variance.assign(rng.uniform(0.5, 2, 8))
+        flatbuffer = convert_keras_model(model)
+        ops = op_histogram(flatbuffer)
+        assert {k: ops.get(k, 0) for k in ("LceBconv2d", "DEPTHWISE_CONV_2D", "CONV_2D")} == \
+            {"LceBconv2d": 0, "DEPTHWISE_CONV_2D": 0, "CONV_2D": 0, **expected_ops}, ops
+        x = rng.normal(size=(4,) + tuple(model.input_shape[1:])).astype("float32")
+        np.testing.assert_allclose(Interpreter(flatbuffer).predict(x), model.predict(x, verbose=0), atol=1e-3)
