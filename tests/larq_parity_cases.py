@@ -98,21 +98,39 @@ def layer_inputs(i, shape, weight_shapes):
     return x, weights, rng
 
 
-def layer_mismatches(reference, layers_module, value_and_vjp=None):
-    """Cases whose output (and, given `value_and_vjp`, input gradient) differ from Larq's."""
+def built_layer(layers_module, i):
+    """Layer case `i` built from `layers_module` (Larq's or ours) with its weights set:
+    (layer, input, rng for anything drawn next)."""
+    cls, kwargs, shape = LAYER_CASES[i]
+    layer = getattr(layers_module, cls)(**kwargs)
+    layer.build(shape)
+    x, weights, rng = layer_inputs(i, shape, [tuple(w.shape) for w in layer.get_weights()])
+    layer.set_weights(weights)
+    return layer, x, rng
+
+
+def tf_value_and_grads(layer, x, upstream):
+    """TensorFlow: (output, [d/d input, d/d each trainable weight]) for `upstream`."""
+    import tensorflow as tf
+
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = layer(xt)
+    if callable(upstream):
+        upstream = upstream(y.shape)
+    grads = tape.gradient(y, [xt] + list(layer.trainable_weights), output_gradients=tf.constant(upstream))
+    return y.numpy(), upstream, [g.numpy() for g in grads]
+
+
+def layer_mismatches(reference, layers_module, value_and_vjp):
+    """Cases whose output or input gradient differ from Larq's."""
     found = []
-    for i, (cls, kwargs, shape) in enumerate(LAYER_CASES):
-        layer = getattr(layers_module, cls)(**kwargs)
-        layer.build(shape)
-        x, weights, _ = layer_inputs(i, shape, [tuple(w.shape) for w in layer.get_weights()])
-        layer.set_weights(weights)
-        up = reference[f"layer{i}_up"]
-        if value_and_vjp is None:
-            y, g = np.asarray(layer(x)), None
-        else:
-            y, g = value_and_vjp(layer, x, up)
+    for i, (cls, kwargs, _) in enumerate(LAYER_CASES):
+        layer, x, _ = built_layer(layers_module, i)
+        y, g = value_and_vjp(layer, x, reference[f"layer{i}_up"])
         if not np.allclose(y, reference[f"layer{i}_y"], atol=1e-5):
             found.append(f"{cls}({kwargs}) output")
-        if g is not None and not np.allclose(g, reference[f"layer{i}_gx"], atol=1e-5):
+        if not np.allclose(g, reference[f"layer{i}_gx"], atol=1e-5):
             found.append(f"{cls}({kwargs}) input gradient")
     return found

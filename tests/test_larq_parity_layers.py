@@ -9,11 +9,9 @@ import textwrap
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import biper_keras as bk
-from backend_suite.autodiff import value_and_vjp
-from larq_parity_cases import LAYER_CASES, layer_inputs, layer_mismatches
+from larq_parity_cases import LAYER_CASES, built_layer, tf_value_and_grads
 from test_larq_parity import run_python
 
 LARQ_LAYERS = textwrap.dedent(
@@ -22,23 +20,16 @@ LARQ_LAYERS = textwrap.dedent(
     import numpy as np
     import tensorflow as tf
     import larq as lq
-    from larq_parity_cases import LAYER_CASES, layer_inputs
+    from larq_parity_cases import LAYER_CASES, built_layer, tf_value_and_grads
 
     out = {}
-    for i, (cls, kwargs, shape) in enumerate(LAYER_CASES):
-        layer = getattr(lq.layers, cls)(**kwargs)
-        layer.build(shape)
-        x, weights, rng = layer_inputs(i, shape, [tuple(w.shape) for w in layer.get_weights()])
-        layer.set_weights(weights)
-        xt = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            y = layer(xt)
-        up = rng.normal(size=y.shape).astype("float32")
-        grads = tape.gradient(y, [xt] + layer.trainable_weights, output_gradients=tf.constant(up))
-        out[f"layer{i}_y"], out[f"layer{i}_up"], out[f"layer{i}_gx"] = y.numpy(), up, grads[0].numpy()
+    for i in range(len(LAYER_CASES)):
+        layer, x, rng = built_layer(lq.layers, i)
+        draw = lambda shape: rng.normal(size=shape).astype("float32")
+        y, up, grads = tf_value_and_grads(layer, x, draw)
+        out[f"layer{i}_y"], out[f"layer{i}_up"], out[f"layer{i}_gx"] = y, up, grads[0]
         for j, g in enumerate(grads[1:]):
-            out[f"layer{i}_gw{j}"] = g.numpy()
+            out[f"layer{i}_gw{j}"] = g
     np.savez(sys.argv[1] + "/layers.npz", **out)
 
     # Larq's own profile model (larq/models_test.py: get_profile_model).
@@ -70,22 +61,14 @@ def larq_layers(tmp_path_factory):
 
 def test_outputs_and_all_gradients_equal_larq_on_tensorflow(larq_layers):
     reference = dict(np.load(larq_layers / "layers.npz"))
-    for i, (cls, kwargs, shape) in enumerate(LAYER_CASES):
-        layer = getattr(bk.layers, cls)(**kwargs)
-        layer.build(shape)
-        x, weights, _ = layer_inputs(i, shape, [tuple(w.shape) for w in layer.get_weights()])
-        layer.set_weights(weights)
-        xt = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            y = layer(xt)
-        grads = tape.gradient(y, [xt] + layer.trainable_weights,
-                              output_gradients=tf.constant(reference[f"layer{i}_up"]))
-        np.testing.assert_allclose(y.numpy(), reference[f"layer{i}_y"], atol=1e-5, err_msg=cls)
-        np.testing.assert_allclose(grads[0].numpy(), reference[f"layer{i}_gx"], atol=1e-5, err_msg=cls)
+    for i, (cls, _, _) in enumerate(LAYER_CASES):
+        layer, x, _ = built_layer(bk.layers, i)
+        y, _, grads = tf_value_and_grads(layer, x, reference[f"layer{i}_up"])
+        np.testing.assert_allclose(y, reference[f"layer{i}_y"], atol=1e-5, err_msg=cls)
+        np.testing.assert_allclose(grads[0], reference[f"layer{i}_gx"], atol=1e-5, err_msg=cls)
         assert len(grads) - 1 == sum(k.startswith(f"layer{i}_gw") for k in reference), cls
         for j, g in enumerate(grads[1:]):
-            np.testing.assert_allclose(g.numpy(), reference[f"layer{i}_gw{j}"], atol=1e-4, err_msg=f"{cls} weight {j}")
+            np.testing.assert_allclose(g, reference[f"layer{i}_gw{j}"], atol=1e-4, err_msg=f"{cls} weight {j}")
 
 
 OTHER_BACKEND = textwrap.dedent(
