@@ -1,11 +1,9 @@
 """Larq's quantizers are the specification: forward values and gradients of ours equal
-Larq 0.14's on the same tensors, on every backend. Larq runs once, in a
-TF_USE_LEGACY_KERAS=1 process that writes its results to a file."""
+Larq 0.14's on the same tensors, on every backend. Larq runs once, in the
+session's TF_USE_LEGACY_KERAS=1 process (tests/shared_processes.py), which writes its
+results to a file."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 from biper_keras import quantizers
 from backend_suite.autodiff import value_and_vjp
 from larq_parity_cases import ALIASES, LAYER_KEYS, mismatches
+from shared_processes import BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
 
 LARQ_REFERENCE = textwrap.dedent(
     """
@@ -58,27 +57,14 @@ OTHER_BACKEND = textwrap.dedent(
 )
 
 
-def run_python(code, *args, legacy=False, backend=None):
-    """`code` in a fresh Python process with the tests on its path; Larq needs
-    TF_USE_LEGACY_KERAS=1, another Keras backend its own process."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TF_USE_LEGACY_KERAS", None)
-    env.pop("KERAS_BACKEND", None)
-    if legacy:
-        env["TF_USE_LEGACY_KERAS"] = "1"
-    if backend:
-        env["KERAS_BACKEND"] = backend
-    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), env.get("PYTHONPATH", "")])
-    result = subprocess.run([sys.executable, "-c", code, *map(str, args)], env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result.stdout
+LARQ_SCRIPTS["quantizer_reference"] = LARQ_REFERENCE
+BACKEND_SCRIPTS["quantizer_parity"] = (OTHER_BACKEND, ("jax", "torch"))
 
 
-@pytest.fixture(scope="module")
-def larq_reference(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("larq_reference")
-    run_python(LARQ_REFERENCE, folder, legacy=True)
+@pytest.fixture
+def larq_reference(larq_results):
+    folder, results = larq_results
+    script_output(results, "quantizer_reference")
     return folder
 
 
@@ -88,8 +74,8 @@ def test_forward_and_gradient_equal_larq_on_tensorflow(larq_reference):
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_forward_and_gradient_equal_larq_on(backend, larq_reference):
-    out = run_python(OTHER_BACKEND, larq_reference, backend=backend)
+def test_forward_and_gradient_equal_larq_on(backend, larq_reference, backend_results):
+    out = script_output(backend_results(backend), "quantizer_parity")
     assert out.strip().splitlines()[-1] == "PARITY-OK", out
 
 

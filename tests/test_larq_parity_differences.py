@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from test_larq_parity import run_python
+from shared_processes import LARQ_SCRIPTS, script_output
 
 BOTH_SIDES = r'''
 import json, logging, warnings
@@ -148,9 +148,12 @@ print("RESULT " + json.dumps(out))
 '''
 
 
-@pytest.fixture(scope="module")
-def sides():
-    out = run_python(BOTH_SIDES, legacy=True)
+LARQ_SCRIPTS["differences"] = BOTH_SIDES
+
+
+@pytest.fixture
+def sides(larq_results):
+    out = script_output(larq_results[1], "differences")
     line = [l for l in out.splitlines() if l.startswith("RESULT ")][-1]
     return json.loads(line[len("RESULT "):])
 

@@ -12,7 +12,7 @@ import pytest
 
 import biper_keras as bk
 from larq_parity_cases import LAYER_CASES, built_layer, tf_value_and_grads
-from test_larq_parity import run_python
+from shared_processes import BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
 
 LARQ_LAYERS = textwrap.dedent(
     """
@@ -52,10 +52,13 @@ LARQ_LAYERS = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def larq_layers(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("larq_layers")
-    run_python(LARQ_LAYERS, folder, legacy=True)
+LARQ_SCRIPTS["layer_reference"] = LARQ_LAYERS
+
+
+@pytest.fixture
+def larq_layers(larq_results):
+    folder, results = larq_results
+    script_output(results, "layer_reference")
     return folder
 
 
@@ -85,9 +88,12 @@ OTHER_BACKEND = textwrap.dedent(
 )
 
 
+BACKEND_SCRIPTS["layer_parity"] = (OTHER_BACKEND, ("jax", "torch"))
+
+
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_outputs_and_input_gradients_equal_larq_on(backend, larq_layers):
-    out = run_python(OTHER_BACKEND, larq_layers, backend=backend)
+def test_outputs_and_input_gradients_equal_larq_on(backend, larq_layers, backend_results):
+    out = script_output(backend_results(backend), "layer_parity")
     assert out.strip().splitlines()[-1] == "LAYERS-OK", out
 
 
@@ -183,8 +189,11 @@ BRIDGE = textwrap.dedent(
 )
 
 
-def test_bridge_carries_the_new_layers_quantizers_and_constraints_both_ways():
-    out = run_python(BRIDGE, legacy=True)
+LARQ_SCRIPTS["bridge_new_layers"] = BRIDGE
+
+
+def test_bridge_carries_the_new_layers_quantizers_and_constraints_both_ways(larq_results):
+    out = script_output(larq_results[1], "bridge_new_layers")
     assert "BRIDGE-NEW-OK" in out, out
 
 

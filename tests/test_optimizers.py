@@ -11,7 +11,7 @@ import pytest
 
 import biper_keras as bk
 from biper_keras.optimizers import Bop, CaseOptimizer
-from test_larq_parity import run_python
+from shared_processes import BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
 
 
 def _sign(a):
@@ -101,9 +101,12 @@ FIT = textwrap.dedent(
 )
 
 
+BACKEND_SCRIPTS["bop_fit"] = (FIT, ("tensorflow", "jax", "torch"))
+
+
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_bop_in_a_case_optimizer_learns_a_binary_teacher_in_fit(backend):
-    out = run_python(FIT, backend=backend)
+def test_bop_in_a_case_optimizer_learns_a_binary_teacher_in_fit(backend, backend_results):
+    out = script_output(backend_results(backend), "bop_fit")
     assert f"FIT-OK {backend}" in out, out
 
 
@@ -128,8 +131,11 @@ LARQ_BOP = textwrap.dedent(
 )
 
 
-def test_bop_follows_larqs_bop_step_by_step():
-    out = run_python(LARQ_BOP, legacy=True)
+LARQ_SCRIPTS["larq_bop"] = LARQ_BOP
+
+
+def test_bop_follows_larqs_bop_step_by_step(larq_results):
+    out = script_output(larq_results[1], "larq_bop")
     larq = json.loads([l for l in out.splitlines() if l.startswith("LARQ ")][-1][5:])
     variable = keras.Variable(np.array(larq["w0"], "float32"))
     optimizer = Bop(threshold=0.01, gamma=0.3)

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from test_larq_parity import run_python
+from shared_processes import BACKEND_SCRIPTS, script_output
 
 TRAIN = textwrap.dedent(
     """
@@ -81,9 +81,12 @@ TRAIN = textwrap.dedent(
 )
 
 
+BACKEND_SCRIPTS["new_layers_train"] = (TRAIN, ("tensorflow", "jax", "torch"))
+
+
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
-def test_new_layers_train_and_round_trip_keras_files(backend):
-    out = run_python(TRAIN, backend=backend)
+def test_new_layers_train_and_round_trip_keras_files(backend, backend_results):
+    out = script_output(backend_results(backend), "new_layers_train")
     assert f"TRAIN-OK {backend}" in out, out
     flips = [line.split()[2] for line in out.splitlines() if line.startswith("FLIPS")][0]
     if backend == "jax":  # JAX's stateless step drops updates made inside layers: warned

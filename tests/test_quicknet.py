@@ -10,7 +10,7 @@ import pytest
 
 from biper_keras.convert import convert
 from biper_keras.models import get_model
-from test_larq_parity import run_python
+from shared_processes import LARQ_SCRIPTS, script_output
 
 NAMES = ["quicknet", "quicknet_small", "quicknet_large"]
 
@@ -37,9 +37,12 @@ SAME_KIND = {"QuantConv2D": ("QuantConv2D", "Conv2D"), "QuantDepthwiseConv2D": (
              "QuantDense": ("Dense",)}
 
 
-@pytest.fixture(scope="module")
-def zoo():
-    out = run_python(LARQ_ZOO, legacy=True)
+LARQ_SCRIPTS["larq_zoo"] = LARQ_ZOO
+
+
+@pytest.fixture
+def zoo(larq_results):
+    out = script_output(larq_results[1], "larq_zoo")
     return json.loads([l for l in out.splitlines() if l.startswith("ZOO ")][-1][4:])
 
 
