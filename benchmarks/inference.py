@@ -37,7 +37,7 @@ MODELS = {
 def randomize_batch_norms(model, rng):
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
+            n = layer.moving_mean.shape[0]  # (QuickNet has BNs without gamma)
             layer.moving_mean.assign(rng.normal(0.0, 0.3, n))
             layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
 
