@@ -162,14 +162,18 @@ def _common_args(layer, kind):
     """Constructor arguments of the supported layers, which Keras 3 and tf_keras name
     alike (activations serialize to the same names, e.g. "linear", "relu")."""
     c = layer.get_config()
-    if kind in ("conv", "qconv", "dense", "qdense"):
+    if kind in ("conv", "dense") or kind in _QUANTIZER_ARGS:
         args = {"activation": c["activation"], "use_bias": c["use_bias"]}
-        if kind in ("conv", "qconv"):
-            args.update(filters=c["filters"], kernel_size=tuple(c["kernel_size"]), strides=tuple(c["strides"]),
-                        padding=c["padding"], data_format=c["data_format"],
-                        dilation_rate=tuple(c["dilation_rate"]))
-        else:
+        if kind in ("dense", "qdense"):
             args.update(units=c["units"])
+            return args
+        args.update(kernel_size=tuple(c["kernel_size"]), strides=tuple(c["strides"]),
+                    padding=c["padding"], data_format=c["data_format"],
+                    dilation_rate=tuple(c["dilation_rate"]))
+        if kind in ("qdepthwise", "qseparable"):
+            args["depth_multiplier"] = c["depth_multiplier"]
+        if kind != "qdepthwise":
+            args["filters"] = c["filters"]
         return args
     keys = {
         "bn": ("axis", "momentum", "epsilon", "center", "scale"),
@@ -189,37 +193,102 @@ def _common_args(layer, kind):
     return args
 
 
-def _layer_kinds(layers_module, quant_conv, quant_dense, batch_norm=None):
+# The quantized layer kinds and their quantizer arguments (named alike on both sides).
+_QUANTIZER_ARGS = {
+    "qdepthwise": ("input_quantizer", "depthwise_quantizer"),
+    "qseparable": ("input_quantizer", "depthwise_quantizer", "pointwise_quantizer"),
+    "qconv1d": ("input_quantizer", "kernel_quantizer"),
+    "qconv": ("input_quantizer", "kernel_quantizer"),
+    "qdense": ("input_quantizer", "kernel_quantizer"),
+}
+_QUANTIZED_CLASSES = {"qdepthwise": "QuantDepthwiseConv2D", "qseparable": "QuantSeparableConv2D",
+                      "qconv1d": "QuantConv1D", "qconv": "QuantConv2D", "qdense": "QuantDense"}
+
+
+def _layer_kinds(layers_module, quantized_module, batch_norm=None):
     """The bridge's layer kinds -> classes of one side. Quantized layers come first:
-    they subclass the float ones on both sides."""
+    they subclass the float ones on both sides (tf_keras's DepthwiseConv2D is a Conv2D)."""
     m = layers_module
     return {
-        "qconv": quant_conv, "qdense": quant_dense, "conv": m.Conv2D, "dense": m.Dense,
+        **{kind: getattr(quantized_module, name) for kind, name in _QUANTIZED_CLASSES.items()},
+        "conv": m.Conv2D, "dense": m.Dense,
         "bn": batch_norm or m.BatchNormalization, "relu": m.ReLU, "activation": m.Activation,
         "maxpool": m.MaxPooling2D, "avgpool": m.AveragePooling2D, "gap": m.GlobalAveragePooling2D,
         "flatten": m.Flatten, "add": m.Add, "dropout": m.Dropout, "zeropad": m.ZeroPadding2D,
     }
 
 
-def _translate(model, source, target, quantizer, side, graph, make_input, model_cls):
-    """Rebuilds `model` (whose layers are classified by `source`) with `target`'s classes."""
+# Layer arguments the rebuilt layer must keep (the weights are copied, but these act
+# in further training): a constraint or regularizer a user set may not vanish.
+_CARRIED = ("kernel_initializer", "bias_initializer", "kernel_constraint", "bias_constraint",
+            "kernel_regularizer", "bias_regularizer", "activity_regularizer",
+            "depthwise_initializer", "pointwise_initializer", "depthwise_constraint",
+            "pointwise_constraint", "depthwise_regularizer", "pointwise_regularizer",
+            "beta_initializer", "gamma_initializer", "moving_mean_initializer",
+            "moving_variance_initializer", "beta_regularizer", "gamma_regularizer",
+            "beta_constraint", "gamma_constraint")
+
+# Larq quantizers that exist under the same class name and arguments on both sides.
+_SHARED_QUANTIZERS = ("SteSign", "ApproxSign", "SwishSign", "MagnitudeAwareSign", "SteHeaviside",
+                      "SteTern", "DoReFa", "NoOp")
+_LAYER_KEYS = ("name", "trainable", "dtype")
+
+
+def _quantizer_args(q):
+    return {k: v for k, v in q.get_config().items() if k not in _LAYER_KEYS}
+
+
+def _carry(obj, layer, arg, side, target_get, clip_class):
+    """`obj` (an initializer, constraint or regularizer of `layer`) on the other side:
+    WeightClip by its clip value, Keras built-ins by class name and config."""
+    if obj is None:
+        return None
+    name = type(obj).__name__
+    if name in ("WeightClip", "weight_clip"):
+        return clip_class(obj.clip_value)
+    module = type(obj).__module__
+    if module.startswith(("keras", "tf_keras")):
+        config = obj.get_config()
+        # Keras 3 added arguments tf_keras lacks (e.g. GlorotUniform's `input_axes`);
+        # left at None they mean the default, and the other side's default is the same.
+        set_only = {k: v for k, v in config.items() if v is not None}
+        for attempt in (config, set_only):
+            try:
+                return target_get({"class_name": name, "config": attempt})
+            except (ValueError, TypeError) as err:
+                reason = str(err)
+    else:
+        reason = f"a custom {type(obj).__module__}.{name}"
+    raise ValueError(f"Layer {layer.name!r}: {arg}={name} has no {side} counterpart ({reason}).")
+
+
+def _translate(model, source, target, quantizer, side, graph, make_input, model_cls, carry):
+    """Rebuilds `model` (whose layers are classified by `source`) with `target`'s classes;
+    `carry(obj, layer, arg)` maps initializers, constraints and regularizers."""
 
     def make_layer(layer):
         kind = next((kind for kind, cls in source.items() if isinstance(layer, cls)), None)
         if kind is None:
             raise ValueError(
                 f"Layer {layer.name!r} ({type(layer).__name__}) has no {side} counterpart: the "
-                "bridge supports Conv2D, Dense, their quantized versions, BatchNormalization, "
+                "bridge supports Conv2D, Dense, Larq's quantized layers (QuantConv1D, QuantConv2D, "
+                "QuantDepthwiseConv2D, QuantSeparableConv2D, QuantDense), BatchNormalization, "
                 "ReLU, Activation, pooling, Flatten, Add, Dropout and ZeroPadding2D."
             )
         args = _common_args(layer, kind)
-        if kind in ("qconv", "qdense"):
+        if kind in _QUANTIZER_ARGS:
             if getattr(layer, "alpha", None) is not None:
                 raise ValueError(f"Layer {layer.name!r}: kernel_scale='channel' has no Larq counterpart.")
-            args.update(input_quantizer=quantizer(layer.input_quantizer, layer),
-                        kernel_quantizer=quantizer(layer.kernel_quantizer, layer))
-            if kind == "qconv":
+            args.update({arg: quantizer(getattr(layer, arg), layer) for arg in _QUANTIZER_ARGS[kind]})
+            if kind != "qdense":
                 args["pad_values"] = layer.pad_values
+        config = layer.get_config()
+        for arg in _CARRIED:
+            # Only what the layer's own config lists; tf_keras's depthwise/separable
+            # convs also list `kernel_*` arguments that no weight uses.
+            unused = kind in ("qdepthwise", "qseparable") and arg.startswith("kernel_")
+            if arg in config and not unused and getattr(layer, arg, None) is not None:
+                args[arg] = carry(getattr(layer, arg), layer, arg)
         return target[kind](name=layer.name, **args)
 
     return _rebuild_graph(model, graph, make_input, make_layer, model_cls)
@@ -229,9 +298,12 @@ def to_larq(model):
     """Rebuilds a Keras 3 functional/Sequential model with Larq's tf_keras layers and
     copies its weights; outputs agree on the same inputs. Needs TF_USE_LEGACY_KERAS=1.
 
-    BiPer becomes `larq_interop.BiPer`, SteSign/ApproxSign Larq's own quantizers. A
-    per-channel `kernel_scale` has no Larq counterpart and is refused, like any layer
-    type the bridge does not know (the error names the layer).
+    BiPer becomes `larq_interop.BiPer`; Larq's quantizers (SteSign, ApproxSign, SwishSign,
+    MagnitudeAwareSign, SteHeaviside, SteTern, DoReFa, NoOp) and `WeightClip` become
+    Larq's own, with the same arguments; initializers, constraints and regularizers are
+    carried (Keras built-ins by name). What has no Larq counterpart (a per-channel
+    `kernel_scale`, the ProxConnect++ quantizers, a custom constraint, an unknown layer
+    type) is refused with a ValueError naming the layer, never dropped.
     """
     import keras
     import tensorflow as tf
@@ -247,26 +319,32 @@ def to_larq(model):
             return None
         if isinstance(q, quantizers.BiPer):
             return classes["BiPer"](omega=q.omega, binarize=q.binarize)
-        if isinstance(q, quantizers.SteSign):
-            return lq.quantizers.SteSign(clip_value=q.clip_value)
-        if isinstance(q, quantizers.ApproxSign):
-            return lq.quantizers.ApproxSign()
+        if type(q).__name__ in _SHARED_QUANTIZERS and type(q) is getattr(quantizers, type(q).__name__):
+            return getattr(lq.quantizers, type(q).__name__)(**_quantizer_args(q))
         raise ValueError(f"Layer {layer.name!r}: quantizer {type(q).__name__} has no Larq counterpart.")
 
+    def carry(obj, layer, arg):
+        get = {"initializer": tf.keras.initializers.get, "constraint": tf.keras.constraints.get,
+               "regularizer": tf.keras.regularizers.get}[arg.rsplit("_", 1)[1]]
+        return _carry(obj, layer, arg, "Larq/tf_keras", get, lq.constraints.WeightClip)
+
     return _translate(
-        model, _layer_kinds(keras.layers, bl.QuantConv2D, bl.QuantDense),
-        _layer_kinds(tf.keras.layers, lq.layers.QuantConv2D, lq.layers.QuantDense), quantizer,
+        model, _layer_kinds(keras.layers, bl),
+        _layer_kinds(tf.keras.layers, lq.layers), quantizer,
         "Larq/tf_keras", _graph(model, _keras3_inputs), lambda shape, name: tf.keras.Input(shape, name=name),
-        tf.keras.Model,
+        tf.keras.Model, carry,
     )
 
 
 def from_larq(model):
     """Rebuilds a tf_keras/Larq functional or Sequential model with this package's
-    Keras 3 layers and copies its weights; outputs agree on the same inputs."""
+    Keras 3 layers and copies its weights; outputs agree on the same inputs. The
+    counterpart of `to_larq`: quantizers, `weight_clip` and Keras built-in
+    initializers/constraints/regularizers are mapped, anything else refused by name."""
     import keras
     import tensorflow as tf
 
+    from biper_keras import constraints
     from biper_keras import layers as bl
     from biper_keras import quantizers
 
@@ -278,15 +356,18 @@ def from_larq(model):
             return None
         if isinstance(q, classes["BiPer"]):
             return quantizers.BiPer(omega=q.omega, binarize=q.binarize)
-        if isinstance(q, lq.quantizers.SteSign):
-            return quantizers.SteSign(clip_value=q.clip_value)
-        if isinstance(q, lq.quantizers.ApproxSign):
-            return quantizers.ApproxSign()
+        if type(q).__name__ in _SHARED_QUANTIZERS and type(q) is getattr(lq.quantizers, type(q).__name__):
+            return getattr(quantizers, type(q).__name__)(**_quantizer_args(q))
         raise ValueError(f"Layer {layer.name!r}: quantizer {type(q).__name__} has no biper_keras counterpart.")
 
+    def carry(obj, layer, arg):
+        get = {"initializer": keras.initializers.get, "constraint": keras.constraints.get,
+               "regularizer": keras.regularizers.get}[arg.rsplit("_", 1)[1]]
+        return _carry(obj, layer, arg, "biper_keras/Keras 3", get, constraints.WeightClip)
+
     return _translate(
-        model, _layer_kinds(tf.keras.layers, lq.layers.QuantConv2D, lq.layers.QuantDense),
-        _layer_kinds(keras.layers, bl.QuantConv2D, bl.QuantDense, bl.BatchNormalization), quantizer,
+        model, _layer_kinds(tf.keras.layers, lq.layers),
+        _layer_kinds(keras.layers, bl, bl.BatchNormalization), quantizer,
         "biper_keras/Keras 3", _graph(model, _tf_keras_inputs), lambda shape, name: keras.Input(shape, name=name),
-        keras.Model,
+        keras.Model, carry,
     )

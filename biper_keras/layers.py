@@ -4,8 +4,9 @@
 their two seams rather than rewriting `call`:
 
 - the `kernel` property returns the *quantized* kernel (times the optional per-channel
-  scale alpha); the latent real weight stays in `_kernel`, the variable that trains
-  and is saved;
+  scale alpha) during the layer's own forward pass and inside
+  `context.quantized_scope(True)`; anywhere else it is the latent real weight (the
+  variable in `_kernel`, which trains and is saved), Larq's rule;
 - `convolution_op(inputs, kernel)` (conv) / `call` (dense) binarizes the inputs first.
 
 On the TensorFlow backend the inference graph of a binarized conv is exactly what Larq
@@ -14,26 +15,57 @@ pad with 1.0 (`pad_values=1.0`, the fast path for SAME padding), a VALID conv wi
 kernel that constant-folds to +/-alpha per output channel.
 """
 
+import contextlib
 import math
+import warnings
 
 import keras
 from keras import ops
 
+from biper_keras import constraints as _constraints  # noqa: F401 ("weight_clip" resolves)
+from biper_keras import context
 from biper_keras import quantizers as quantizers_lib
 
-__all__ = ["QuantConv2D", "QuantDense"]
+__all__ = ["QuantConv1D", "QuantConv2D", "QuantDense", "QuantDepthwiseConv2D", "QuantSeparableConv2D", "BatchNormalization"]
 
 _KERNEL_SCALES = (None, "channel")
 
 
-class _QuantizedKernel:
-    """What QuantConv2D and QuantDense share: quantizers, kernel scale, weight saving."""
+class _QuantizedLayer:
+    """What every quantized layer shares: the forward-pass flag that makes its kernels
+    read quantized, and saving the variables themselves."""
+
+    @contextlib.contextmanager
+    def _quantized_forward(self):
+        """Within it the kernels read quantized: Keras's `call`s read `self.kernel`."""
+        outer = getattr(self, "_in_forward", False)
+        self._in_forward = True
+        try:
+            yield
+        finally:
+            self._in_forward = outer
+
+    def _reads_quantized(self):
+        return getattr(self, "_in_forward", False) or context.should_quantize()
+
+    # Keras's Conv/Dense save `self.kernel` (to merge LoRA), which in the forward pass is
+    # the quantized kernel: save the variables themselves (latent kernel, bias, alpha).
+    def save_own_variables(self, store):
+        keras.layers.Layer.save_own_variables(self, store)
+
+    def load_own_variables(self, store):
+        keras.layers.Layer.load_own_variables(self, store)
+
+
+class _QuantizedKernel(_QuantizedLayer):
+    """What QuantConv2D and QuantDense share: quantizers, kernel scale."""
 
     def _init_quantization(
         self, input_quantizer, kernel_quantizer, kernel_scale, kernel_scale_initializer
     ):
         self.input_quantizer = quantizers_lib.get(input_quantizer)
-        self.kernel_quantizer = quantizers_lib.get(kernel_quantizer)
+        self.kernel_quantizer = _kernel_quantizer(kernel_quantizer)
+        warn_if_starving(self, self.kernel_quantizer, self.kernel_constraint, "kernel_constraint")
         if kernel_scale not in _KERNEL_SCALES:
             raise ValueError(
                 "Argument `kernel_scale` must be None or 'channel' (a learnable "
@@ -48,6 +80,7 @@ class _QuantizedKernel:
 
     def build(self, input_shape):
         super().build(input_shape)
+        tag_precision(self._kernel, self.kernel_quantizer)
         if self.kernel_scale == "channel":
             self.alpha = self.add_weight(
                 name="kernel_scale",
@@ -59,8 +92,11 @@ class _QuantizedKernel:
 
     @property
     def kernel(self):
-        """The quantized kernel (times alpha); the latent weight is `_kernel`."""
+        """Larq's rule: the latent kernel, except in this layer's forward pass and inside
+        `quantized_scope(True)`, where it is the quantized kernel (times alpha)."""
         kernel = super().kernel
+        if not self._reads_quantized():
+            return kernel
         if self.kernel_quantizer is not None:
             kernel = self.kernel_quantizer(kernel)
         if self.alpha is not None:
@@ -82,13 +118,44 @@ class _QuantizedKernel:
             ),
         }
 
-    # Keras's Conv/Dense save `self.kernel` (to merge LoRA), which here is the
-    # quantized kernel: save the variables themselves (latent kernel, bias, alpha).
-    def save_own_variables(self, store):
-        keras.layers.Layer.save_own_variables(self, store)
+def _may_starve(quantizer):
+    """Larq's warning rule (a 1-bit quantizer other than NoOp), except for quantizers
+    whose gradient never vanishes (BiPer's periodic one, BinaryConnect's identity)."""
+    return (
+        getattr(quantizer, "precision", None) == 1
+        and not isinstance(quantizer, quantizers_lib.NoOp)
+        and getattr(quantizer, "starves_latent_weights", True)
+    )
 
-    def load_own_variables(self, store):
-        keras.layers.Layer.load_own_variables(self, store)
+
+def tag_precision(variable, quantizer):
+    """Marks a latent kernel with its quantizer's bit width, for optimizers that pick
+    binary variables (`Bop.is_binary_variable`) as Larq's quantized variables do."""
+    precision = getattr(quantizer, "precision", None)
+    if variable is not None and precision is not None:
+        variable.precision = precision
+
+
+def warn_if_starving(layer, quantizer, constraint, constraint_arg):
+    """Larq's warning: a clipped binary estimator without a constraint lets latent
+    weights drift where their gradient is always zero."""
+    if _may_starve(quantizer) and constraint is None:
+        warnings.warn(
+            f"Layer {layer.name!r}: using a binary weight quantizer without setting "
+            f"`{constraint_arg}` may result in starved weights (where the gradient is "
+            f"always zero); e.g. {constraint_arg}=\"weight_clip\".",
+            stacklevel=4,
+        )
+
+
+def _kernel_quantizer(identifier):
+    """`quantizers.get`, plus the training metrics of an enclosing `metrics_scope` for a
+    quantizer that was not given its own (Larq's `get_kernel_quantizer`)."""
+    quantizer = quantizers_lib.get(identifier)
+    scoped = context.get_training_metrics()
+    if isinstance(quantizer, quantizers_lib.Quantizer) and scoped and not quantizer._custom_metrics:
+        quantizer._custom_metrics = sorted(scoped)
+    return quantizer
 
 
 def _check_pad_values(pad_values):
@@ -100,8 +167,49 @@ def _check_pad_values(pad_values):
     return float(pad_values)
 
 
+class _PadValues:
+    """SAME padding with a constant (Larq's `pad_values`) as an explicit pad + VALID."""
+
+    def _padded(self, inputs):
+        """(inputs, padding) for the convolution: explicitly padded for pad_values=1."""
+        if self.padding != "same" or self.pad_values == 0.0:
+            return inputs, self.padding
+        return ops.pad(inputs, self._same_pad_width(inputs.shape), constant_values=self.pad_values), "valid"
+
+    def _bias_and_activation(self, outputs):
+        if self.use_bias:
+            rank = len(outputs.shape) - 2
+            channels = self.bias.shape[0]
+            shape = ((1,) * (rank + 1) + (channels,) if self.data_format == "channels_last"
+                     else (1, channels) + (1,) * rank)
+            outputs = ops.add(outputs, ops.reshape(self.bias, shape))
+        return outputs if self.activation is None else self.activation(outputs)
+
+    def _same_pad_width(self, shape):
+        """The (before, after) pads that make a VALID conv equal a SAME one."""
+        first = 1 if self.data_format == "channels_last" else 2
+        spatial = [(0, 0)] * len(shape)
+        for i, (k, s, d) in enumerate(
+            zip(self.kernel_size, self.strides, self.dilation_rate)
+        ):
+            extent = (k - 1) * d + 1
+            size = shape[first + i]
+            if s == 1:
+                total = extent - 1
+            elif size is None:
+                raise ValueError(
+                    f"Layer '{self.name}': SAME padding with pad_values=1.0 and "
+                    f"strides={self.strides} needs static spatial input sizes; "
+                    f"received input shape {tuple(shape)}."
+                )
+            else:
+                total = max((math.ceil(size / s) - 1) * s + extent - size, 0)
+            spatial[first + i] = (total // 2, total - total // 2)
+        return spatial
+
+
 @keras.saving.register_keras_serializable(package="biper_keras")
-class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
+class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
     """2D convolution with quantized inputs and kernel (Larq's `QuantConv2D`).
 
     Args:
@@ -158,7 +266,8 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
         # Conv's `call` has no `training`; `convolution_op` reads this flag to pick the
         # training-only fast path for pad_values=1.0 (a Python bool at trace time).
         self._training_call = bool(training)
-        return super().call(inputs)
+        with self._quantized_forward():
+            return super().call(inputs)
 
     def convolution_op(self, inputs, kernel):
         if self.input_quantizer is not None:
@@ -195,28 +304,6 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
         """
         border = ops.pad(ops.zeros_like(inputs[:1]), pad_width, constant_values=self.pad_values)
         return self._conv(inputs, kernel, "same") + self._conv(border, kernel, "valid")
-
-    def _same_pad_width(self, shape):
-        """The (before, after) pads that make a VALID conv equal a SAME one."""
-        first = 1 if self.data_format == "channels_last" else 2
-        spatial = [(0, 0)] * len(shape)
-        for i, (k, s, d) in enumerate(
-            zip(self.kernel_size, self.strides, self.dilation_rate)
-        ):
-            extent = (k - 1) * d + 1
-            size = shape[first + i]
-            if s == 1:
-                total = extent - 1
-            elif size is None:
-                raise ValueError(
-                    f"Layer '{self.name}': SAME padding with pad_values=1.0 and "
-                    f"strides={self.strides} needs static spatial input sizes; "
-                    f"received input shape {tuple(shape)}."
-                )
-            else:
-                total = max((math.ceil(size / s) - 1) * s + extent - size, 0)
-            spatial[first + i] = (total // 2, total - total // 2)
-        return spatial
 
     def get_config(self):
         return {
@@ -258,7 +345,8 @@ class QuantDense(_QuantizedKernel, keras.layers.Dense):
     def call(self, inputs, training=None):
         if self.input_quantizer is not None:
             inputs = self.input_quantizer(inputs)
-        return super().call(inputs, training=training)
+        with self._quantized_forward():
+            return super().call(inputs, training=training)
 
     def get_config(self):
         return {**super().get_config(), **self._quantization_config()}
@@ -309,3 +397,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
         self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
         return outputs
+
+
+# Larq's other convolutions; they build on the helpers above.
+from biper_keras.conv_layers import QuantConv1D, QuantDepthwiseConv2D, QuantSeparableConv2D  # noqa: E402

@@ -4,9 +4,11 @@
 - a weight's precision is its quantizer's (`kernel_quantizer.precision`), else 32 bits;
 - a BatchNormalization counts its moving mean and variance only (gamma and beta fold
   into them at inference);
-- a conv/dense layer does `kernel size x output pixels` MACs at the precision
-  max(input precision, kernel precision); a per-channel scale alpha is a 32-bit
-  parameter but not a MAC (Larq has no alpha).
+- a conv/dense layer does `kernel size x output pixels` MACs per kernel (two for a
+  separable conv) at the precision max(input precision, kernel precision); a
+  per-channel scale alpha is a 32-bit
+  parameter but not a MAC (Larq has no alpha);
+- a nested model (e.g. a Sequential block) is one row: the sums of its layers' rows.
 """
 
 import dataclasses
@@ -107,6 +109,21 @@ def _precision(quantizer):
     return None if quantizer is None else getattr(quantizer, "precision", 32)
 
 
+# A kernel's name -> the attribute holding its quantizer. Keras 3 names a depthwise
+# conv's kernel "kernel"; QuantDepthwiseConv2D quantizes it with `depthwise_quantizer`.
+_QUANTIZER_OF = {"kernel": ("kernel_quantizer", "depthwise_quantizer"),
+                 "depthwise_kernel": ("depthwise_quantizer",),
+                 "pointwise_kernel": ("pointwise_quantizer",)}
+
+
+def _weight_bits(layer, name):
+    for attr in _QUANTIZER_OF.get(name, ()):
+        bits = _precision(getattr(layer, attr, None))
+        if bits is not None:
+            return bits
+    return 32
+
+
 def _output_shape(layer):
     try:
         return tuple(-1 if d is None else int(d) for d in layer.output.shape)
@@ -121,37 +138,53 @@ def _layer_stats(layer):
         keep = [i for i, n in enumerate(names) if n not in ("gamma", "beta")
                 or ("moving_mean" not in names or "moving_variance" not in names)]
         weights, names = [weights[i] for i in keep], [names[i] for i in keep]
-    kernel_bits = _precision(getattr(layer, "kernel_quantizer", None)) or 32
     in_bits = _precision(getattr(layer, "input_quantizer", None))
-    p1 = p32 = memory = 0
-    kernel_count = 0
+    shape = _output_shape(layer)
+    counts_macs = isinstance(layer, _MAC_LAYERS) and shape
+    pixels = int(np.prod(shape[1:-1])) if counts_macs and len(shape) > 2 else 1
+    p1 = p32 = memory = m1 = m32 = 0
     for w, name in zip(weights, names):
         count = int(np.prod(w.shape))
-        bits = kernel_bits if name == "kernel" else 32
+        bits = _weight_bits(layer, name)
         memory += bits * count
         if bits == 1:
             p1 += count
         else:
             p32 += count
-        if name in ("kernel", "depthwise_kernel", "pointwise_kernel"):
-            kernel_count += count
-    shape = _output_shape(layer)
-    m1 = m32 = 0
-    if isinstance(layer, _MAC_LAYERS) and shape:
-        pixels = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
-        macs = kernel_count * pixels
-        if max(in_bits or 32, kernel_bits) == 1:
-            m1 = macs
-        else:
-            m32 = macs
+        # Larq's rule: every kernel does count x output-pixels MACs at the precision
+        # max(input bits, kernel bits); biases and our scale alpha do none.
+        if counts_macs and name in _QUANTIZER_OF:
+            if max(in_bits or 32, bits) == 1:
+                m1 += count * pixels
+            else:
+                m32 += count * pixels
     return LayerStats(layer.name, in_bits, shape, p1, p32, memory, m1, m32)
 
 
+def _stats(layer):
+    if not isinstance(layer, keras.Model):
+        return _layer_stats(layer)
+    rows = [_stats(inner) for inner in layer.layers]
+    sums = {f: sum(getattr(r, f) for r in rows) for f in
+            ("params_1bit", "params_32bit", "memory_bits", "macs_1bit", "macs_32bit")}
+    return LayerStats(layer.name, rows[0].input_precision if rows else None, _output_shape(layer), **sums)
+
+
 def summary(model, print_fn=print):
-    """Prints (with `print_fn`, None to stay silent) and returns a `ModelStats`."""
+    """Prints (with `print_fn`, None to stay silent) and returns a `ModelStats`.
+
+    Raises:
+        TypeError: for anything but a Keras 3 model.
+        ValueError: for a model that is not built yet (as Larq).
+    """
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a Keras 3 model. Received: {type(model).__name__}.")
-    stats = ModelStats(model.name, [_layer_stats(layer) for layer in model.layers])
+    if not model.built:
+        raise ValueError(
+            f"Model {model.name!r} has not been built yet: build it first (`model.build(input_shape)`, "
+            "a call on data, or an `Input` as its first layer)."
+        )
+    stats = ModelStats(model.name, [_stats(layer) for layer in model.layers])
     if print_fn is not None:
         print_fn(stats.table())
     return stats

@@ -7,3 +7,34 @@ import pathlib
 os.environ["KERAS_BACKEND"] = "tensorflow"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def larq_results(tmp_path_factory):
+    """(folder, {script: (status, stdout)}) of every script registered in
+    shared_processes.LARQ_SCRIPTS, run in one TF_USE_LEGACY_KERAS=1 process."""
+    from shared_processes import LARQ_SCRIPTS, run_scripts
+
+    folder = tmp_path_factory.mktemp("larq")
+    return folder, run_scripts(LARQ_SCRIPTS, folder, legacy=True)
+
+
+@pytest.fixture(scope="session")
+def backend_results(larq_results):
+    """backend -> {script: (status, stdout)}: the scripts registered in
+    shared_processes.BACKEND_SCRIPTS for that backend, in one process per backend
+    (they find the Larq process's files in sys.argv[1])."""
+    from shared_processes import BACKEND_SCRIPTS, run_scripts
+
+    cache = {}
+
+    def results(backend):
+        if backend not in cache:
+            scripts = {name: code for name, (code, backends) in BACKEND_SCRIPTS.items() if backend in backends}
+            cache[backend] = run_scripts(scripts, larq_results[0], backend=backend)
+        return cache[backend]
+
+    return results

@@ -1,10 +1,13 @@
 """BiPer inside Larq's own tf_keras layers. Larq needs TF_USE_LEGACY_KERAS=1 before
-TensorFlow is imported, so each check runs in its own process."""
+TensorFlow is imported: the Larq checks run in the session's Larq process
+(tests/shared_processes.py), the check without it in a process of its own."""
 
 import os
 import subprocess
 import sys
 import textwrap
+
+from shared_processes import LARQ_SCRIPTS, script_output
 
 TRAIN_AND_CONVERT = textwrap.dedent(
     """
@@ -71,9 +74,11 @@ def _run(code, legacy):
                           text=True, timeout=600)
 
 
-def test_larq_quant_conv_with_biper_trains_and_fuses():
-    result = _run(TRAIN_AND_CONVERT, legacy=True)
-    assert result.returncode == 0 and "LARQ-PLUGIN-OK" in result.stdout, result.stderr[-4000:]
+LARQ_SCRIPTS["plugin_train_and_convert"] = TRAIN_AND_CONVERT
+
+
+def test_larq_quant_conv_with_biper_trains_and_fuses(larq_results):
+    assert "LARQ-PLUGIN-OK" in script_output(larq_results[1], "plugin_train_and_convert")
 
 
 def test_without_legacy_keras_one_clear_error():
@@ -139,6 +144,8 @@ BRIDGE = textwrap.dedent(
 )
 
 
-def test_round_trip_keras3_larq_keras3_keeps_outputs():
-    result = _run(BRIDGE, legacy=True)
-    assert result.returncode == 0 and "BRIDGE-OK" in result.stdout, result.stderr[-4000:]
+LARQ_SCRIPTS["plugin_bridge"] = BRIDGE
+
+
+def test_round_trip_keras3_larq_keras3_keeps_outputs(larq_results):
+    assert "BRIDGE-OK" in script_output(larq_results[1], "plugin_bridge")

@@ -76,14 +76,19 @@ def test_zero_padding_equals_keras_conv_on_binarized_operands():
     np.testing.assert_allclose(y, expected, atol=1e-5)
 
 
-def test_kernel_property_is_plus_minus_alpha_and_latent_weight_is_real():
+def test_kernel_is_plus_minus_alpha_in_quantized_scope_and_latent_outside():
     layer = bk.QuantConv2D(5, 3, kernel_quantizer="biper", kernel_scale="channel")
     layer.build((None, 8, 8, 4))
     alpha = np.array(layer.alpha)
     assert np.all((alpha >= 0) & (alpha < 1))
-    q = np.array(layer.kernel)
+    with bk.context.quantized_scope(True):
+        q = np.array(layer.kernel)
+        with bk.context.quantized_scope(False):
+            np.testing.assert_array_equal(np.array(layer.kernel), np.array(layer._kernel))
+        np.testing.assert_array_equal(np.array(layer.kernel), q)
     np.testing.assert_allclose(np.abs(q), np.broadcast_to(alpha, q.shape), rtol=1e-6)
     assert not np.all(np.isin(np.array(layer._kernel), [-1.0, 1.0]))
+    np.testing.assert_array_equal(np.array(layer.kernel), np.array(layer._kernel))
 
 
 def test_dense_matches_explicit_computation():

@@ -1,12 +1,10 @@
 """biper_keras.summary against Larq's own summary for the same architecture."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
+from shared_processes import LARQ_SCRIPTS, script_output
 
 import biper_keras as bk
 from biper_keras.summary import summary
@@ -58,11 +56,11 @@ def ours():
     ])
 
 
-def test_same_numbers_as_larq():
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, "-c", LARQ_PROFILE], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    larq = json.loads(done.stdout.strip().splitlines()[-1])
+LARQ_SCRIPTS["summary_profile"] = LARQ_PROFILE
+
+
+def test_same_numbers_as_larq(larq_results):
+    larq = json.loads(script_output(larq_results[1], "summary_profile").strip().splitlines()[-1])
     stats = summary(ours(), print_fn=None)
     for layer in stats.layers:
         assert [layer.params_1bit, layer.params_32bit, layer.memory_bits, layer.macs_1bit, layer.macs_32bit] \

@@ -10,13 +10,12 @@ any state it holds, e.g. an annealed parameter updated by a callback.
 
 Every quantizer is a forward/backward pair in the ProxConnect++ frame
 (`ForwardBackwardQuantizer`), so BiPer and the PC++ family share one harness.
-Look-ups go through `get`, which accepts an alias (`"biper"`, `"ste_sign"`,
-`"approx_sign"`, `"bc"`, `"bnn"`, `"bnn_plus"`, `"bnn_pp"`), a class name, a serialized
-config dict, an instance or a callable.
+Larq's other quantizers live in `larq_family.py`; aliases and `get` in `__init__.py`.
 """
 
 import math
 import numbers
+import warnings
 
 import keras
 from keras import ops
@@ -28,6 +27,7 @@ __all__ = [
     "ApproxSign",
     "binary_sign",
     "with_gradient",
+    "ste_gradient",
     "sign_swish",
     "sign_swish_derivative",
     "ForwardBackwardQuantizer",
@@ -35,11 +35,7 @@ __all__ = [
     "BNN",
     "BNNPlus",
     "BNNPlusPlus",
-    "get",
-    "serialize",
-    "deserialize",
-    "register",
-    "ALIASES",
+    "check_positive_number",
 ]
 
 # Added to sign(x) before the outer sign so that sign(0) becomes +1; any constant in
@@ -71,6 +67,15 @@ def with_gradient(forward, derivative):
     return f
 
 
+def ste_gradient(x, clip_value):
+    """The straight-through gradient: 1 where |x| <= clip_value (bounds included, as
+    Larq; JAX's gradient of `ops.clip` passes only half at the bounds), else 0; 1
+    everywhere for `clip_value=None`."""
+    if clip_value is None:
+        return ops.ones_like(x)
+    return ops.cast(ops.less_equal(ops.abs(x), clip_value), x.dtype)
+
+
 def sign_swish(x, beta):
     """Sign-Swish SS_b(x) = 2*sigmoid(b*x)*(1 + b*x*(1 - sigmoid(b*x))) - 1, a smooth
     sign: it tends to sign(x) as b grows (Darabi et al., BNN+)."""
@@ -99,6 +104,36 @@ def check_positive_number(name, value):
     return float(value)
 
 
+_TRAINING_METRICS = ("flip_ratio",)
+
+
+def check_metrics(metrics):
+    """Larq's quantizer `metrics` argument: None or a list of known metric names."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, str) or not all(isinstance(m, str) for m in metrics):
+        raise ValueError(
+            f"Argument `metrics` must be a list of metric names ({', '.join(_TRAINING_METRICS)}). "
+            f"Received: metrics={metrics!r}."
+        )
+    for m in metrics:
+        if m not in _TRAINING_METRICS:
+            raise ValueError(
+                f"Unknown training metric {m!r} in `metrics`. Available metrics: "
+                f"{', '.join(_TRAINING_METRICS)}."
+            )
+    return list(metrics)
+
+
+def _stateless():
+    """True while Keras traces shapes or runs a stateless (JAX) step: variable updates
+    there are either impossible (tracers) or dropped."""
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+
+    return in_stateless_scope() or in_symbolic_scope()
+
+
 class Quantizer(keras.layers.Layer):
     """Base class: a layer mapping a tensor to its quantized value.
 
@@ -106,13 +141,47 @@ class Quantizer(keras.layers.Layer):
     `quantize`: Keras layers already use that name for int8 quantization).
     `precision` is the number of bits of the output (1 for binarizers, 32 for a
     real-valued forward).
+
+    The output keeps the input's dtype (a float64 tensor quantizes to float64), as in
+    Larq. `metrics=["flip_ratio"]` (Larq's argument) attaches a `FlipRatio` metric fed
+    with every quantized output; Keras reports it in `fit`'s logs on the TensorFlow and
+    torch backends (JAX's stateless train step drops metric updates made inside a layer:
+    there a warning says so).
+
+    Args:
+        metrics: None or a list of training metric names (`"flip_ratio"`).
     """
 
     precision = 1
+    # Whether the gradient vanishes for large |x|, so that latent weights can drift
+    # where they never get a gradient again (layers warn without a kernel_constraint).
+    starves_latent_weights = True
 
-    def __init__(self, **kwargs):
+    def __init__(self, metrics=None, **kwargs):
         super().__init__(**kwargs)
+        # Keras would cast floating inputs to the layer's float32 compute dtype.
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        self._custom_metrics = check_metrics(metrics)
+        if self._custom_metrics and keras.backend.backend() == "jax":
+            warnings.warn(
+                f"Quantizer {self.name!r}: metrics={self._custom_metrics} are updated in eager "
+                "calls only on the JAX backend; JAX's stateless train step (model.fit) drops "
+                "updates made inside a layer, so fit's logs would show 0. Use the TensorFlow "
+                "or torch backend to follow them during training.",
+                stacklevel=3,
+            )
+        self.flip_ratio = None
         self.built = True
+
+    def _track_flips(self, outputs):
+        if self.flip_ratio is None:
+            from biper_keras.metrics import FlipRatio
+
+            self.flip_ratio = FlipRatio(name=f"flip_ratio/{self.name}")
+            self.flip_ratio.build(outputs.shape)
+        if not isinstance(outputs, keras.KerasTensor) and not _stateless():
+            self.flip_ratio.update_state(ops.stop_gradient(outputs))
 
     def call(self, inputs):
         if isinstance(inputs, keras.Variable):
@@ -120,13 +189,26 @@ class Quantizer(keras.layers.Layer):
             # does not track the Keras variable itself, and TF would ask the gradient
             # function for `variables=` in eager mode.
             inputs = ops.copy(inputs)
-        return self.quantize_tensor(inputs)
+        elif not ops.is_tensor(inputs) and not isinstance(inputs, keras.KerasTensor):
+            inputs = ops.convert_to_tensor(inputs)
+            if not keras.backend.is_float_dtype(inputs.dtype):
+                inputs = ops.cast(inputs, keras.backend.floatx())
+        outputs = self.quantize_tensor(inputs)
+        if "flip_ratio" in self._custom_metrics:
+            self._track_flips(outputs)
+        return outputs
 
     def quantize_tensor(self, x):
         raise NotImplementedError
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        if self._custom_metrics:
+            config["metrics"] = list(self._custom_metrics)
+        return config
 
 
 class ForwardBackwardQuantizer(Quantizer):
@@ -194,6 +276,9 @@ class BiPer(ForwardBackwardQuantizer):
         binarize: True for the square wave (stage 2), False for the sine (stage 1).
     """
 
+    # omega * cos(omega * w) is periodic: no weight is ever out of the gradient's reach.
+    starves_latent_weights = False
+
     def __init__(self, omega=20.0, binarize=True, **kwargs):
         super().__init__(**kwargs)
         self.omega = check_positive_number("omega", omega)
@@ -241,9 +326,7 @@ class SteSign(_Sign):
         self.clip_value = clip_value
 
     def backward_gradient(self, x, mu):
-        if self.clip_value is None:
-            return ops.ones_like(x)
-        return ops.cast(ops.less_equal(ops.abs(x), self.clip_value), x.dtype)
+        return ste_gradient(x, self.clip_value)
 
     def get_config(self):
         return {**super().get_config(), "clip_value": self.clip_value}
@@ -272,6 +355,8 @@ class BinaryConnect(_Sign):
     Forward `sign(x)`; backward `dq/dx := 1` everywhere (no clipping).
     """
 
+    starves_latent_weights = False
+
     def backward_gradient(self, x, mu):
         return ops.ones_like(x)
 
@@ -284,7 +369,7 @@ class BNN(_Sign):
     """
 
     def backward_gradient(self, x, mu):
-        return ops.cast(ops.less_equal(ops.abs(x), 1.0), x.dtype)
+        return ste_gradient(x, 1.0)
 
 
 @keras.saving.register_keras_serializable(package="biper_keras")
@@ -337,70 +422,3 @@ class BNNPlusPlus(ForwardBackwardQuantizer):
 
     def get_config(self):
         return {**super().get_config(), "hard": self.hard}
-
-
-# Aliases, larq style. Class names (e.g. "BiPer") are accepted too.
-ALIASES = {
-    "biper": BiPer,
-    "ste_sign": SteSign,
-    "approx_sign": ApproxSign,
-    "bc": BinaryConnect,
-    "bnn": BNN,
-    "bnn_plus": BNNPlus,
-    "bnn_pp": BNNPlusPlus,
-}
-
-
-def register(alias, cls):
-    """Makes `get(alias)` return `cls()`. `cls` must be a Keras-serializable Quantizer."""
-    if not (isinstance(cls, type) and issubclass(cls, Quantizer)):
-        raise TypeError(f"`cls` must be a Quantizer subclass. Received: {cls!r}.")
-    ALIASES[alias] = cls
-    return cls
-
-
-def _known_names():
-    return sorted(set(ALIASES) | {c.__name__ for c in ALIASES.values()})
-
-
-def serialize(quantizer):
-    return keras.saving.serialize_keras_object(quantizer)
-
-
-def deserialize(config, custom_objects=None):
-    objects = {c.__name__: c for c in ALIASES.values()}
-    objects.update(ALIASES)
-    objects.update(custom_objects or {})
-    return keras.saving.deserialize_keras_object(config, custom_objects=objects)
-
-
-def get(identifier):
-    """Returns a quantizer for `identifier`.
-
-    Args:
-        identifier: None; an alias (`"biper"`, `"ste_sign"`, `"approx_sign"`, or any
-            added with `register`) or class name; a dict from `serialize`; a
-            `Quantizer` instance; or any callable tensor -> tensor.
-
-    Raises:
-        ValueError: for an unknown name, naming the known ones.
-    """
-    if identifier is None or isinstance(identifier, Quantizer):
-        return identifier
-    if isinstance(identifier, str):
-        by_class_name = {c.__name__: c for c in ALIASES.values()}
-        cls = ALIASES.get(identifier) or by_class_name.get(identifier)
-        if cls is None:
-            raise ValueError(
-                f"Unknown quantizer {identifier!r}. Known quantizers: "
-                f"{', '.join(_known_names())}."
-            )
-        return cls()
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if callable(identifier):
-        return identifier
-    raise ValueError(
-        "Could not interpret quantizer identifier: expected None, a name, a config "
-        f"dict, a Quantizer or a callable. Received: {identifier!r}."
-    )
