@@ -161,10 +161,11 @@ def suggest_omega(weights=None, *, b=None, x=None, qe=None):
 
 
 def _biper_layers(model):
+    from biper_keras.layers import layer_quantizers, quantized_layers
     from biper_keras.quantizers import BiPer
 
-    for layer in model._flatten_layers(include_self=False):
-        if isinstance(getattr(layer, "kernel_quantizer", None), BiPer):
+    for layer in quantized_layers(model):
+        if isinstance(layer_quantizers(layer).get("kernel_quantizer"), BiPer):
             yield layer
 
 
@@ -178,7 +179,7 @@ def qe_report(model, reference=None):
     """
     rows = []
     for layer in _biper_layers(model):
-        w = np.asarray(layer._kernel, dtype=np.float64)
+        w = np.asarray(layer.latent_kernel, dtype=np.float64)
         omega = layer.kernel_quantizer.omega
         b, ks = fit_laplace(w)
         flips = None
@@ -202,7 +203,7 @@ def qe_report(model, reference=None):
 
 def binary_snapshot(model):
     """The latent kernels of the BiPer layers, to pass later as `qe_report(reference=)`."""
-    return {layer.name: np.array(layer._kernel) for layer in _biper_layers(model)}
+    return {layer.name: np.array(layer.latent_kernel) for layer in _biper_layers(model)}
 
 
 def plot_qe_curve(bs, path, omegas=None):

@@ -28,7 +28,6 @@ __all__ = [
     "time_tflite",
     "validate_flatbuffer",
     "best",
-    "float_twin",
     "convert_float",
     "compare_with_float",
     "parse_benchmark_model_output",
@@ -146,30 +145,6 @@ def best(rows, threads):
     return min((r for r in rows if r.threads == threads), key=lambda r: r.median_ms)
 
 
-def float_twin(model):
-    """The same Keras 3 model with every quantized layer replaced by its float Keras
-    layer (`QuantConv2D` -> `Conv2D`, `QuantDense` -> `Dense`), carrying the latent
-    kernels and biases (the per-channel scale, if any, is dropped)."""
-    from biper_keras.layers import QuantConv2D, QuantDense
-    from biper_keras.rebuild import rebuild
-
-    quant_keys = ("input_quantizer", "kernel_quantizer", "kernel_scale", "kernel_scale_initializer", "pad_values")
-    swap = {QuantConv2D.__name__: "Conv2D", QuantDense.__name__: "Dense"}
-
-    def to_float(node):
-        if node["class_name"] in swap:
-            node.update(class_name=swap[node["class_name"]], module="keras.layers", registered_name=None)
-            for k in quant_keys:
-                node["config"].pop(k, None)
-
-    def latent_weights(layer):
-        if isinstance(layer, (QuantConv2D, QuantDense)):
-            return [layer._kernel] + ([layer.bias] if layer.use_bias else [])
-        return layer.get_weights()
-
-    return rebuild(model, to_float, latent_weights)
-
-
 def convert_float(model):
     """A float TFLite flatbuffer of a Keras 3 model (standard TFLite converter)."""
     import tensorflow as tf
@@ -189,6 +164,8 @@ def compare_with_float(model, *, threads=(1, 2), warmup=5, runs=30, progress=Fal
 
     if binary is None:
         binary = convert(model, verify=False).flatbuffer
+    from biper_keras.binarize import float_twin
+
     flt = convert_float(float_twin(model))
     binary_rows = time_tflite(binary, threads=threads, warmup=warmup, runs=runs, progress=progress)
     float_rows = time_tflite(flt, threads=threads, options=FLOAT_OPTIONS, warmup=warmup, runs=runs,

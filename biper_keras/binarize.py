@@ -14,7 +14,7 @@ import numpy as np
 from biper_keras import quantizers as quantizers_lib
 from biper_keras.rebuild import rebuild
 
-__all__ = ["binarize", "BinarizeReport"]
+__all__ = ["binarize", "BinarizeReport", "float_twin"]
 
 _QUANT = {"Conv2D": "QuantConv2D", "Dense": "QuantDense"}
 
@@ -114,3 +114,28 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
         kept={n: kept[n] for n in order if n in kept},
     )
     return binary, report
+
+
+def float_twin(model):
+    """The inverse of `binarize`: the same Keras 3 model with every quantized layer
+    replaced by its float Keras layer (`QuantConv2D` -> `Conv2D`, `QuantDense` -> `Dense`,
+    and the 1-D, depthwise and separable convs likewise), carrying the latent kernels and
+    biases; the per-channel scale alpha, if any, is dropped."""
+    from biper_keras import layers as quant_layers
+
+    swap = {"QuantConv2D": "Conv2D", "QuantDense": "Dense", "QuantConv1D": "Conv1D",
+            "QuantDepthwiseConv2D": "DepthwiseConv2D", "QuantSeparableConv2D": "SeparableConv2D"}
+
+    def to_float(node):
+        if node["class_name"] in swap:
+            node.update(class_name=swap[node["class_name"]], module="keras.layers", registered_name=None)
+            for key in quant_layers.QUANTIZATION_CONFIG_KEYS:
+                node["config"].pop(key, None)
+
+    def latent_weights(layer):
+        # A quantized layer's variables are its latent weights (quantization happens
+        # when they are read); only alpha has no float counterpart.
+        alpha = getattr(layer, "alpha", None)
+        return [w for w in layer.weights if w is not alpha]
+
+    return rebuild(model, to_float, latent_weights)

@@ -26,7 +26,18 @@ from biper_keras import constraints as _constraints  # noqa: F401 ("weight_clip"
 from biper_keras import context
 from biper_keras import quantizers as quantizers_lib
 
-__all__ = ["QuantConv1D", "QuantConv2D", "QuantDense", "QuantDepthwiseConv2D", "QuantSeparableConv2D", "BatchNormalization"]
+__all__ = [
+    "QuantConv1D",
+    "QuantConv2D",
+    "QuantDense",
+    "QuantDepthwiseConv2D",
+    "QuantSeparableConv2D",
+    "BatchNormalization",
+    "quantized_layers",
+    "layer_quantizers",
+    "QUANTIZER_ATTRIBUTES",
+    "QUANTIZATION_CONFIG_KEYS",
+]
 
 _KERNEL_SCALES = (None, "channel")
 
@@ -89,6 +100,12 @@ class _QuantizedKernel(_QuantizedLayer):
                 trainable=True,
                 dtype=self.dtype,
             )
+
+    @property
+    def latent_kernel(self):
+        """The latent real kernel (the variable that trains and is saved), whatever
+        `quantized_scope` says."""
+        return self._kernel
 
     @property
     def kernel(self):
@@ -401,3 +418,23 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
 # Larq's other convolutions; they build on the helpers above.
 from biper_keras.conv_layers import QuantConv1D, QuantDepthwiseConv2D, QuantSeparableConv2D  # noqa: E402
+
+QUANTIZER_ATTRIBUTES = ("input_quantizer", "kernel_quantizer", "depthwise_quantizer", "pointwise_quantizer")
+# What the quantized layers add to their float Keras layer's config (float_twin drops
+# these; a test checks the list against every layer's config).
+QUANTIZATION_CONFIG_KEYS = QUANTIZER_ATTRIBUTES + ("kernel_scale", "kernel_scale_initializer", "pad_values")
+
+
+def quantized_layers(model):
+    """The quantized layers of `model`, nested models included, in graph order."""
+    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, _QuantizedLayer)]
+
+
+def layer_quantizers(layer):
+    """{attribute: quantizer} of the quantizers `layer` has set (any layer: {} if none)."""
+    found = {}
+    for attr in QUANTIZER_ATTRIBUTES:
+        quantizer = getattr(layer, attr, None)
+        if quantizer is not None:
+            found[attr] = quantizer
+    return found

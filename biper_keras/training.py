@@ -22,18 +22,13 @@ __all__ = ["MuSchedule", "annealed_quantizers", "harden", "Recipe", "Stage", "Wa
 _SCHEDULES = ("linear", "exponential")
 
 
-def _quantizers_of(layer):
-    for attr in ("kernel_quantizer", "input_quantizer"):
-        q = getattr(layer, attr, None)
-        if q is not None:
-            yield q
-
-
 def annealed_quantizers(model):
     """The quantizers of `model` that hold an annealed parameter mu (each listed once)."""
+    from biper_keras.layers import layer_quantizers, quantized_layers
+
     found = []
-    for layer in model._flatten_layers(include_self=False):
-        for q in _quantizers_of(layer):
+    for layer in quantized_layers(model):
+        for q in layer_quantizers(layer).values():
             if isinstance(q, ForwardBackwardQuantizer) and q.mu is not None and not any(q is f for f in found):
                 found.append(q)
     return found

@@ -11,6 +11,7 @@ import pytest
 
 import biper_keras as bk
 from biper_keras import benchmark
+from biper_keras.binarize import float_twin
 from biper_keras.convert import convert
 
 DATA = pathlib.Path(__file__).parent / "data"
@@ -93,7 +94,7 @@ def _tiny_bnn():
 
 def test_float_twin_swaps_layers_and_keeps_latent_weights():
     model = _tiny_bnn()
-    twin = benchmark.float_twin(model)
+    twin = float_twin(model)
     assert type(twin.get_layer("b1")) is keras.layers.Conv2D
     assert type(twin.get_layer("head")) is keras.layers.Dense
     np.testing.assert_array_equal(np.array(twin.get_layer("b1").kernel), np.array(model.get_layer("b1")._kernel))

@@ -6,7 +6,7 @@ import pytest
 from helpers import randomize_batch_norms
 
 import biper_keras as bk
-from biper_keras.binarize import binarize
+from biper_keras.binarize import binarize, float_twin
 from biper_keras.convert import convert
 from larq_compute_engine.tflite.python.interpreter import Interpreter
 
@@ -112,3 +112,52 @@ def test_example_converts_a_keras_application():
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"MobileNet 32x32: binarized 13 layers, 13 LceBconv2d, 0 unfused, [0-9.]+ MiB; loads and "
                      r"runs in LCE's interpreter; on 2 inputs top-1 agreement 1\.00", result.stdout), result.stdout
+
+
+QUANT_AND_FLOAT = [
+    (lambda: bk.layers.QuantConv2D(4, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                                   kernel_scale="channel", pad_values=1.0, padding="same"),
+     lambda: keras.layers.Conv2D(4, 3, padding="same"), (8, 8, 3)),
+    (lambda: bk.layers.QuantDense(4, input_quantizer="ste_sign", kernel_quantizer="ste_sign"),
+     lambda: keras.layers.Dense(4), (6,)),
+    (lambda: bk.layers.QuantConv1D(4, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign"),
+     lambda: keras.layers.Conv1D(4, 3), (8, 3)),
+    (lambda: bk.layers.QuantDepthwiseConv2D(3, input_quantizer="ste_sign", depthwise_quantizer="ste_sign"),
+     lambda: keras.layers.DepthwiseConv2D(3), (8, 8, 3)),
+    (lambda: bk.layers.QuantSeparableConv2D(4, 3, input_quantizer="ste_sign", depthwise_quantizer="ste_sign",
+                                            pointwise_quantizer="ste_sign"),
+     lambda: keras.layers.SeparableConv2D(4, 3), (8, 8, 3)),
+]
+
+
+def test_quantization_config_keys_are_what_the_quantized_layers_add():
+    """float_twin drops exactly these keys: a new layer option must be listed."""
+    import warnings
+
+    added = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the starving-weights warning
+        for make_quant, make_float, _ in QUANT_AND_FLOAT:
+            extra = set(make_quant().get_config()) - set(make_float().get_config())
+            assert extra <= set(bk.layers.QUANTIZATION_CONFIG_KEYS), extra
+            added |= extra
+    assert added == set(bk.layers.QUANTIZATION_CONFIG_KEYS)
+
+
+@pytest.mark.parametrize("case", range(len(QUANT_AND_FLOAT)))
+def test_float_twin_of_every_quantized_layer_carries_the_latent_weights(case):
+    make_quant, make_float, shape = QUANT_AND_FLOAT[case]
+    x = keras.Input(shape)
+    model = keras.Model(x, make_quant()(x))
+    twin = float_twin(model)
+    (layer,), (twin_layer,) = bk.layers.quantized_layers(model), twin.layers[1:]
+    assert type(twin_layer) is type(make_float())
+    alpha = getattr(layer, "alpha", None)
+    latent = [np.asarray(w) for w in layer.weights if w is not alpha]
+    for got, want in zip(twin_layer.get_weights(), latent, strict=True):
+        np.testing.assert_array_equal(got, want)
+    data = np.random.default_rng(case).normal(size=(2, *shape)).astype("float32")
+    reference = make_float()
+    reference.build((None, *shape))
+    reference.set_weights(latent)
+    np.testing.assert_allclose(np.asarray(twin(data)), np.asarray(reference(data)), rtol=1e-6, atol=1e-6)

@@ -453,3 +453,27 @@ def test_package_models_with_batch_norm_axis_3_fuse_load_and_match(name, kwargs)
     binary = [l.name for l in model.layers if isinstance(l, bk.QuantConv2D)]
     assert result.ops["LceBconv2d"] == len(binary) and [f.layer for f in result.layers if f.fused] == binary
     assert result.parity.passed and result.parity.top1_agreement == 1.0
+
+
+def test_report_names_what_lce_runs_in_float_and_strict_mode_accepts_it():
+    """Depthwise, separable, 1-D convs and dense layers have no binary LCE op: the report
+    says what each becomes; strict mode asks only binary 2-D convs to fuse."""
+    import warnings
+
+    q = dict(input_quantizer="ste_sign")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the starving-weights warning
+        x = keras.Input((16, 16, 8))
+        h = bk.layers.QuantDepthwiseConv2D(3, depthwise_quantizer="ste_sign", name="dw", **q)(x)
+        h = bk.layers.QuantSeparableConv2D(8, 3, depthwise_quantizer="ste_sign", pointwise_quantizer="ste_sign",
+                                           name="sep", **q)(h)
+        h = bk.layers.QuantConv2D(8, 3, kernel_quantizer="ste_sign", use_bias=False, name="bconv", **q)(h)
+        h = keras.layers.GlobalAveragePooling2D()(h)
+        model = keras.Model(x, bk.layers.QuantDense(4, kernel_quantizer="ste_sign", name="head", **q)(h))
+    result = convert(model)  # strict: raises if a binary 2-D conv did not fuse
+    kinds = {f.layer: (f.kind, f.fused) for f in result.layers}
+    assert kinds == {"dw": ("depthwise", False), "sep": ("separable", False), "bconv": ("conv", True),
+                     "head": ("dense", False)}
+    assert "DEPTHWISE_CONV_2D" in [f.reason.split()[-1] for f in result.layers if f.layer == "dw"]
+    ops = op_histogram(result.flatbuffer)
+    assert ops["LceBconv2d"] == 1 and ops["DEPTHWISE_CONV_2D"] == 2 and result.parity.passed

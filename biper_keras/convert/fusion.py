@@ -24,14 +24,20 @@ def _unfusable_reason(layer, target):
 
 
 def _quantized_layers(model):
-    from biper_keras.layers import QuantConv2D, QuantDense
+    from biper_keras.layers import layer_quantizers, quantized_layers
 
-    return [
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, (QuantConv2D, QuantDense))
-        and (layer.kernel_quantizer is not None or layer.input_quantizer is not None)
-    ]
+    return [layer for layer in quantized_layers(model) if layer_quantizers(layer)]
+
+
+# Quantized layers LCE has no binary op for: they run as float ops, whatever their
+# quantizers (measured: the op each becomes in the flatbuffer).
+_FLOAT_IN_LCE = {
+    "QuantDense": ("dense", "LCE has no binary dense op: runs as float FULLY_CONNECTED"),
+    "QuantConv1D": ("conv1d", "LCE binarizes 2-D convs only: runs as float CONV_2D"),
+    "QuantDepthwiseConv2D": ("depthwise", "LCE has no binary depthwise conv: runs as float DEPTHWISE_CONV_2D"),
+    "QuantSeparableConv2D": ("separable", "LCE has no binary depthwise conv: runs as float DEPTHWISE_CONV_2D "
+                                          "+ CONV_2D"),
+}
 
 
 def _same_shape(keras_shape, tflite_shape):
@@ -66,8 +72,8 @@ def _fusion_report(model, ops, target):
     for layer in _quantized_layers(model):
         shape = _output_shape(layer)
         if not isinstance(layer, QuantConv2D):
-            report.append(LayerFusion(layer.name, "dense", shape, False,
-                                      "LCE has no binary dense op: runs as float FULLY_CONNECTED"))
+            kind, reason = _FLOAT_IN_LCE.get(type(layer).__name__, ("other", "LCE has no binary op for it"))
+            report.append(LayerFusion(layer.name, kind, shape, False, reason))
             continue
         reason = _unfusable_reason(layer, target)
         # Match binary convs in graph order by output shape (a BatchNorm folded into

@@ -18,7 +18,7 @@ class ParityError(ValueError):
 @dataclasses.dataclass
 class LayerFusion:
     layer: str
-    kind: str  # "conv" or "dense"
+    kind: str  # "conv" (a binary conv LCE can fuse), else what LCE runs in float: "dense", "conv1d", "depthwise", "separable"
     output_shape: tuple
     fused: bool
     reason: str = ""
@@ -109,10 +109,10 @@ class ConversionResult:
         lines.append("ops: " + ", ".join(f"{k} {v}" for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])))
         if self.layers:
             width = max(len(f.layer) for f in self.layers)
-            lines.append(f"{'layer':<{width}}  {'kind':<5} {'output':<16} binary op")
+            lines.append(f"{'layer':<{width}}  {'kind':<9} {'output':<16} binary op")
             for f in self.layers:
                 status = "LceBconv2d" if f.fused else f"no: {f.reason}"
-                lines.append(f"{f.layer:<{width}}  {f.kind:<5} {str(f.output_shape):<16} {status}")
+                lines.append(f"{f.layer:<{width}}  {f.kind:<9} {str(f.output_shape):<16} {status}")
         if self.parity is not None:
             p = self.parity
             agreement = "" if p.top1_agreement is None else f", top-1 agreement {p.top1_agreement:.4f}"
