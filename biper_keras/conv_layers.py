@@ -15,6 +15,7 @@ import keras
 from keras import ops
 
 from biper_keras.layers import (
+    full_precision,
     _check_pad_values,
     _kernel_quantizer,
     _PadValues,
@@ -38,7 +39,7 @@ def _quantized_weight(name, quantizer_attr):
         quantizer = getattr(self, quantizer_attr, None)
         if latent is None or quantizer is None or not self._reads_quantized():
             return latent
-        return quantizer(latent)
+        return ops.cast(quantizer(full_precision(latent)), self.compute_dtype)  # see _QuantizedKernel.kernel
 
     def write(self, value):
         setattr(self, store, value)

@@ -115,7 +115,11 @@ class _QuantizedKernel(_QuantizedLayer):
         if not self._reads_quantized():
             return kernel
         if self.kernel_quantizer is not None:
-            kernel = self.kernel_quantizer(kernel)
+            # From the float32 latent weights, whatever the compute dtype: under a mixed
+            # policy Keras hands `call` bfloat16/float16 copies, whose rounding moves
+            # weights across sin's zero crossings (bfloat16 flipped 484 of 4,608 signs).
+            # The 1-bit result is exact in every float dtype.
+            kernel = ops.cast(self.kernel_quantizer(full_precision(kernel)), self.compute_dtype)
         if self.alpha is not None:
             # Scaling the kernel, not the output: it is cheaper (the kernel is small)
             # and LCE folds +/-alpha per output channel into its multiplier.
@@ -134,6 +138,20 @@ class _QuantizedKernel(_QuantizedLayer):
                 self.kernel_scale_initializer
             ),
         }
+
+def full_precision(value):
+    """`value` (a variable, or a tensor read from one) as a tensor in the variable's own
+    dtype: inside a layer's `call` under a mixed dtype policy Keras would autocast it to
+    the compute dtype. Returns other tensors as they are."""
+    if isinstance(value, keras.Variable):
+        # Keras has no public switch for this; AutocastScope(None) is its own "no cast".
+        from keras.src.backend.common.variables import AutocastScope
+
+        with AutocastScope(None):
+            # `.value`, not convert_to_tensor(variable): on TF the latter still casts.
+            return ops.convert_to_tensor(value.value)
+    return value
+
 
 def _may_starve(quantizer):
     """Larq's warning rule (a 1-bit quantizer other than NoOp), except for quantizers

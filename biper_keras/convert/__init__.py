@@ -104,15 +104,32 @@ def _fixed_input_model(model, input_shape):
     return keras.Model(inputs, model(inputs), name=model.name)
 
 
+def _float32_model(model):
+    """`model` itself when every layer computes in float32, else a float32 rebuild with
+    the same weights: a model trained under a mixed policy keeps float32 variables
+    (so nothing is lost) and its binary kernels were computed from them, so the
+    rebuilt model is the one it trained, and TFLite converts float32 graphs."""
+    mixed = [layer for layer in model._flatten_layers(include_self=True)
+             if getattr(layer.dtype_policy, "compute_dtype", "float32") != "float32"]
+    if not mixed:
+        return model
+    from biper_keras.rebuild import rebuild
+
+    def to_float32(node):
+        if node["class_name"] in ("DTypePolicy", "FloatDTypePolicy"):
+            node["config"]["name"] = "float32"
+
+    try:
+        return rebuild(model, to_float32)
+    except ValueError as err:
+        raise ConversionError(
+            f"layer {mixed[0].name!r} computes in {mixed[0].dtype_policy.compute_dtype}: the TFLite "
+            "converter needs float32 models, and this model cannot be rebuilt in float32 from its "
+            "config; rebuild it under keras.config.set_dtype_policy('float32') and load the weights."
+        ) from err
+
+
 def _check_convertible(model):
-    for layer in model._flatten_layers(include_self=True):
-        compute = getattr(layer.dtype_policy, "compute_dtype", "float32")
-        if compute != "float32":
-            raise ConversionError(
-                f"layer {layer.name!r} computes in {compute}: the TFLite converter needs "
-                "float32 models; rebuild it under keras.config.set_dtype_policy('float32') "
-                "and load the weights."
-            )
     weights = model.weights
     for w in weights:
         if w.dtype not in ("float32", "int32", "int64", "bool"):
@@ -168,6 +185,7 @@ def convert(
 
         return convert_in_subprocess(model, target=target, input_shape=input_shape, verify=verify,
                                      strict=strict, data=data, min_top1=min_top1)
+    model = _float32_model(model)
     _check_convertible(model)
     if not _quantized_layers(model):
         warnings.warn(f"Model {model.name!r} has no quantized layers: it converts to a float model.")

@@ -1,0 +1,109 @@
+"""Mixed precision: the binary decisions are float32's bit for bit, a mixed model trains
+and converts to the same fused LCE graph."""
+
+import contextlib
+import math
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import biper_keras as bk
+from biper_keras.convert import convert, op_histogram
+
+POLICIES = ["mixed_bfloat16", "mixed_float16"]
+
+
+@contextlib.contextmanager
+def policy(name):
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def hard_weights(shape, omega=20.0, seed=0):
+    """Laplace(0, 0.05) weights, a third of them within 1e-4 of a zero crossing of
+    sin(omega * w): where a 16-bit copy of the weight lands on the wrong side."""
+    rng = np.random.default_rng(seed)
+    w = rng.laplace(0.0, 0.05, size=shape)
+    near = rng.random(shape) < 1 / 3
+    k = rng.integers(-3, 4, size=shape)
+    w = np.where(near, k * math.pi / omega + rng.uniform(-1e-4, 1e-4, size=shape), w)
+    return w.astype("float32")
+
+
+def kernel_seen_by_the_conv(layer, x):
+    seen = []
+    original = layer.convolution_op
+    layer.convolution_op = lambda inputs, kernel: (seen.append(kernel), original(inputs, kernel))[1]
+    layer(x)
+    layer.convolution_op = original
+    return ops.convert_to_numpy(ops.cast(ops.stop_gradient(seen[0]), "float32"))
+
+
+@pytest.mark.parametrize("name", POLICIES)
+@pytest.mark.parametrize("quantizer", ["biper", "ste_sign"])
+def test_quantized_kernel_equals_float32s_bit_for_bit(name, quantizer):
+    x = np.random.default_rng(1).normal(size=(1, 8, 8, 32)).astype("float32")
+    w = hard_weights((3, 3, 32, 16))
+    make = lambda: bk.QuantConv2D(16, 3, kernel_quantizer=quantizer, use_bias=False,  # noqa: E731
+                                  kernel_constraint="weight_clip")
+    reference = make()
+    reference.build(x.shape)
+    reference.kernel.assign(w)
+    with bk.context.quantized_scope(True):
+        expected = ops.convert_to_numpy(ops.stop_gradient(reference.kernel))
+    with policy(name):
+        layer = make()
+        layer.build(x.shape)
+        layer.kernel.assign(w)
+        assert layer.compute_dtype != "float32" and layer.latent_kernel.dtype == "float32"
+        got = kernel_seen_by_the_conv(layer, x)
+    np.testing.assert_array_equal(got, expected)
+    # The test has teeth: quantizing the 16-bit copy Keras hands `call` flips signs.
+    copy = ops.cast(ops.cast(w, layer.compute_dtype), "float32")
+    flipped = np.sum(np.asarray(bk.quantizers.get(quantizer)(copy)) != expected)
+    assert flipped > 0 or quantizer == "ste_sign"
+
+
+def small_model():
+    binary = dict(padding="same", pad_values=1.0, input_quantizer="approx_sign", kernel_quantizer="biper",
+                  kernel_scale="channel", use_bias=False)
+    x = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(x)
+    h = keras.layers.BatchNormalization()(h)
+    h = bk.QuantConv2D(16, 3, **binary)(h)
+    h = keras.layers.BatchNormalization()(h)
+    h = bk.QuantConv2D(32, 3, strides=2, **binary)(h)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    return keras.Model(x, keras.layers.Dense(10, dtype="float32")(h))  # float32 logits
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_mixed_model_trains_and_converts_to_the_float32_graph(name):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 16, 16, 3)).astype("float32"), rng.integers(0, 10, 16)
+    with policy(name):
+        keras.utils.set_random_seed(0)
+        model = small_model()
+        model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        assert type(model.optimizer).__name__ == ("LossScaleOptimizer" if name == "mixed_float16" else "SGD")
+        before = [np.array(w) for w in model.trainable_weights]
+        loss = model.train_on_batch(x, y)
+        assert math.isfinite(float(loss))
+        assert all(w.dtype == "float32" for w in model.weights)
+        assert any(not np.array_equal(a, np.array(b)) for a, b in zip(before, model.trainable_weights))
+    bk.convert.randomize_batch_norms(model, 0)
+    result = convert(model)  # strict: every binary conv fused, parity checked
+    keras.utils.set_random_seed(0)
+    twin = small_model()  # the same model in float32
+    twin.set_weights(model.get_weights())
+    reference = convert(twin)
+    assert op_histogram(result.flatbuffer) == op_histogram(reference.flatbuffer)
+    assert op_histogram(result.flatbuffer)["LceBconv2d"] == 2 and result.parity.passed
