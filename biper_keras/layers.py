@@ -91,6 +91,15 @@ class _QuantizedKernel:
         keras.layers.Layer.load_own_variables(self, store)
 
 
+def _per_sample_normalized(x):
+    """x / sqrt(unbiased var of each sample over its other axes + 1e-5), as the BiPer
+    authors' training code computes it (one moments pass per layer)."""
+    axes = list(range(1, len(x.shape)))
+    _, var = ops.moments(x, axes=axes, keepdims=True)
+    n = math.prod(x.shape[1:])
+    return x * ops.rsqrt(var * (n / (n - 1)) + 1e-5)
+
+
 def _check_pad_values(pad_values):
     if isinstance(pad_values, bool) or pad_values not in (0, 1):
         raise ValueError(
@@ -113,6 +122,16 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
         kernel_scale: None, or `"channel"` for a learnable per-output-channel scale
             alpha multiplying the quantized kernel (BiPer's), folded by LCE.
         kernel_scale_initializer: initializer for alpha (BiPer: uniform on [0, 1)).
+        normalize_inputs: the BiPer authors' per-sample activation normalization, in
+            training only: each sample's input is divided by
+            `sqrt(var + 1e-5)`, var the unbiased variance over all its non-batch axes,
+            before the input quantizer, with the gradient through the std. The sign
+            is unchanged, so it changes only the gradients; the inference graph
+            (and LCE's fusion) is the same as without it.
+        symmetric_padding: with `padding="same"`, pad `(extent - 1) // 2` on both
+            sides of each spatial axis, as PyTorch's `padding=k // 2` does. Differs from
+            Keras's SAME only for strides > 1, where TF puts the single pad row and
+            column at the bottom/right. Odd kernel sizes only.
         **kwargs: everything `keras.layers.Conv2D` accepts.
     """
 
@@ -132,6 +151,8 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
         kernel_quantizer=None,
         kernel_scale=None,
         kernel_scale_initializer=None,
+        normalize_inputs=False,
+        symmetric_padding=False,
         **kwargs,
     ):
         super().__init__(
@@ -147,6 +168,15 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
             **kwargs,
         )
         self.pad_values = _check_pad_values(pad_values)
+        for name, value in (("normalize_inputs", normalize_inputs), ("symmetric_padding", symmetric_padding)):
+            if not isinstance(value, bool):
+                raise ValueError(f"Argument `{name}` must be True or False. Received: {name}={value!r}.")
+        if symmetric_padding and (self.padding != "same" or any(k % 2 == 0 for k in self.kernel_size)):
+            raise ValueError(
+                "Argument `symmetric_padding=True` needs padding='same' and odd kernel sizes. "
+                f"Received: padding={self.padding!r}, kernel_size={self.kernel_size}."
+            )
+        self.normalize_inputs, self.symmetric_padding = normalize_inputs, symmetric_padding
         self._init_quantization(
             input_quantizer,
             kernel_quantizer,
@@ -161,14 +191,27 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
         return super().call(inputs)
 
     def convolution_op(self, inputs, kernel):
+        training = getattr(self, "_training_call", False)
+        if self.normalize_inputs and training:
+            inputs = _per_sample_normalized(inputs)
+        # Keras's own SAME is symmetric at stride 1; at stride > 1 the pads are explicit.
+        own_pads = not (self.symmetric_padding and any(s > 1 for s in self.strides))
+        if not own_pads and self.pad_values == 1.0 and not training:
+            # Inference: pad with +1 before the binarizer (the same values, sign(1) = +1).
+            # LCE then fuses a VALID LceBconv2d; a pad after the binarizer it fuses as
+            # its own SAME, which pads (0, 1) at stride 2: silently wrong.
+            inputs = ops.pad(inputs, self._same_pad_width(inputs.shape), constant_values=1.0)
+            if self.input_quantizer is not None:
+                inputs = self.input_quantizer(inputs)
+            return self._conv(inputs, kernel, "valid")
         if self.input_quantizer is not None:
             inputs = self.input_quantizer(inputs)
-        if self.padding != "same" or self.pad_values == 0.0:
+        if self.padding != "same" or (self.pad_values == 0.0 and own_pads):
             return super().convolution_op(inputs, kernel)
         pad_width = self._same_pad_width(inputs.shape)
         # Measured on the ResNet-20 step: 8% faster on TF, no gain on JAX (XLA fuses the
         # pad), 5x slower on torch; so TF only.
-        if getattr(self, "_training_call", False) and keras.backend.backend() == "tensorflow":
+        if training and own_pads and keras.backend.backend() == "tensorflow":
             return self._ones_padded_conv_by_border(inputs, kernel, pad_width)
         padded = ops.pad(inputs, pad_width, constant_values=self.pad_values)
         return self._conv(padded, kernel, "valid")
@@ -215,13 +258,21 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
                 )
             else:
                 total = max((math.ceil(size / s) - 1) * s + extent - size, 0)
-            spatial[first + i] = (total // 2, total - total // 2)
+            before = total // 2
+            if self.symmetric_padding:
+                # PyTorch's (extent-1)//2 before; of its pad after, only what the last
+                # window reads (at stride 2 on an even size: none). LCE fuses a (1, 1)
+                # pad at stride 2 into its SAME, which pads (0, 1): that would be wrong.
+                before = (extent - 1) // 2
+            spatial[first + i] = (before, max(total - before, 0))
         return spatial
 
     def get_config(self):
         return {
             **super().get_config(),
             "pad_values": self.pad_values,
+            "normalize_inputs": self.normalize_inputs,
+            "symmetric_padding": self.symmetric_padding,
             **self._quantization_config(),
         }
 

@@ -131,7 +131,9 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         from keras import ops
 
-        step = ops.cast(step, "float32")
+        # In floatx: a float32 schedule is rounded differently in a TF graph than
+        # eagerly (one ulp), which a float64 run (the parity test) would see.
+        step = ops.cast(step, keras.backend.floatx())
         warm = self.base * (step + 1.0) / max(self.warmup_steps, 1)
         progress = (step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1)
         cosine = 0.5 * self.base * (1.0 + ops.cos(math.pi * ops.clip(progress, 0.0, 1.0)))
