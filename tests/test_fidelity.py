@@ -165,7 +165,7 @@ def _parity(backend, steps):
 # inputs (keras 3.15: result_type(torch.float64, "float32") is float32 there), so the
 # torch run is float32-limited: fewer steps, looser bounds. TF runs in float64 throughout.
 TOLERANCES = {"tensorflow": dict(steps=6, forward=1e-12, loss=1e-11, weight=1e-8),
-              "torch": dict(steps=3, forward=1e-5, loss=1e-5, weight=1e-4)}
+              "torch": dict(steps=3, forward=1e-5, loss=1e-5, weight=3e-3)}
 
 
 @pytest.mark.slow

@@ -85,4 +85,4 @@ def conv3x3(filters, strides, quant, name, initializer="glorot_uniform", symmetr
                                    kernel_initializer=kernel_initializer)
     quant = {k: _own_copy(v) for k, v in quant.items()}
     return QuantConv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name,
-                       kernel_initializer=kernel_initializer, symmetric_padding=symmetric_padding, **quant)
+                       kernel_initializer=kernel_initializer, symmetric_padding=symmetric_padding and strides != 1, **quant)
