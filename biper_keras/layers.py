@@ -128,10 +128,13 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
             before the input quantizer, with the gradient through the std. The sign
             is unchanged, so it changes only the gradients; the inference graph
             (and LCE's fusion) is the same as without it.
-        symmetric_padding: with `padding="same"`, pad `(extent - 1) // 2` on both
-            sides of each spatial axis, as PyTorch's `padding=k // 2` does. Differs from
-            Keras's SAME only for strides > 1, where TF puts the single pad row and
-            column at the bottom/right. Odd kernel sizes only.
+        symmetric_padding: with `padding="same"`, compute what PyTorch's
+            `padding=k // 2` computes: `(extent - 1) // 2` before each spatial axis
+            (and after it, as much as the last window reads). Differs from Keras's
+            SAME only for strides > 1, where TF puts the single pad row and column at
+            the bottom/right. Odd kernel sizes, static spatial sizes at stride > 1.
+            With `pad_values=1.0` it converts to a fused `LceBconv2d` behind a float
+            pad; with 0.0, at stride > 1, it does not fuse.
         **kwargs: everything `keras.layers.Conv2D` accepts.
     """
 
@@ -252,7 +255,7 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
                 total = extent - 1
             elif size is None:
                 raise ValueError(
-                    f"Layer '{self.name}': SAME padding with pad_values=1.0 and "
+                    f"Layer '{self.name}': SAME padding with pad_values=1.0 or symmetric_padding and "
                     f"strides={self.strides} needs static spatial input sizes; "
                     f"received input shape {tuple(shape)}."
                 )
@@ -260,9 +263,8 @@ class QuantConv2D(_QuantizedKernel, keras.layers.Conv2D):
                 total = max((math.ceil(size / s) - 1) * s + extent - size, 0)
             before = total // 2
             if self.symmetric_padding:
-                # PyTorch's (extent-1)//2 before; of its pad after, only what the last
-                # window reads (at stride 2 on an even size: none). LCE fuses a (1, 1)
-                # pad at stride 2 into its SAME, which pads (0, 1): that would be wrong.
+                # PyTorch's pad before; of its pad after, only what the last window
+                # reads (at stride 2 on an even size: none).
                 before = (extent - 1) // 2
             spatial[first + i] = (before, max(total - before, 0))
         return spatial

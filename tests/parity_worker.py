@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from authors_reference import AuthorsResNet20, training_step
+from helpers import randomize_batch_norms
 from biper_keras.models.resnet import AUTHORS_OPTIONS
 from biper_keras.training import Recipe, Stage, _compile, build_model
 
@@ -39,21 +40,10 @@ def layer_diffs(a, b):
     return {k: float(np.abs(a[k] - b[k]).max()) for k in a}
 
 
-def randomized_batch_norms(model, rng):
-    # gamma/beta/statistics away from the defaults, so that eps and the affine parts matter.
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n))
-            layer.beta.assign(rng.normal(0.0, 0.3, n))
-            layer.moving_mean.assign(rng.normal(0.0, 0.3, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
-
-
 def run_stage(recipe, stage, rng, batches):
     data = types.SimpleNamespace(image_shape=(SIZE, SIZE, 3), num_classes=10)
     model = build_model(recipe, stage, data)
-    randomized_batch_norms(model, rng)
+    randomize_batch_norms(model, rng)  # so that eps and the affine parts matter
     settings = recipe.stage1 if stage == 1 else recipe.stage2
     start = model.get_weights()
     result = {}
