@@ -98,7 +98,8 @@ def float_twin(model):
     from biper_keras.layers import QuantConv2D, QuantDense
     from biper_keras.rebuild import rebuild
 
-    quant_keys = ("input_quantizer", "kernel_quantizer", "kernel_scale", "kernel_scale_initializer", "pad_values")
+    quant_keys = ("input_quantizer", "kernel_quantizer", "kernel_scale", "kernel_scale_initializer", "pad_values",
+                  "normalize_inputs", "symmetric_padding")
     swap = {QuantConv2D.__name__: "Conv2D", QuantDense.__name__: "Dense"}
 
     def to_float(node):
