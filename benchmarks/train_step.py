@@ -44,6 +44,8 @@ def ablation_variants(get_model):
         "zero_padding": get_model("resnet20", pad_values=0.0),
         "no_kernel_scale": get_model("resnet20", kernel_scale=None),
         "explicit_pad": _explicit_pad(get_model("resnet20")),
+        # The authors' per-sample activation normalization (on by default) taken away.
+        "no_input_normalization": get_model("resnet20", normalize_inputs=False),
     }
 
 
@@ -140,7 +142,8 @@ def pytorch_reference_worker(batch, rounds, steps, warmup):
     paper's description: weights sign(sin(omega*w)) with the gradient taken through the
     sine (straight through the sign), a per-output-channel scale alpha on the conv
     output, approx-sign activations, zero padding; with and without their per-sample
-    activation normalization (divide by the std over C, H, W in training). A float
+    activation normalization (divide by sqrt(unbiased var over C, H, W + 1e-5) in
+    training). A float
     PyTorch ResNet-20 of the same shape is timed in the same process."""
     import numpy as np
     import torch
@@ -163,7 +166,7 @@ def pytorch_reference_worker(batch, rounds, steps, warmup):
 
         def forward(self, x):
             if self.normalize and self.training:
-                x = x / x.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+                x = x / torch.sqrt(x.var(dim=(1, 2, 3), keepdim=True) + 1e-5)
             s = torch.sin(omega * self.weight)
             w = s + (torch.sign(s) - s).detach()
             return F.conv2d(approx_sign(x), w, None, self.stride, self.padding) * self.alpha

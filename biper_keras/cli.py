@@ -252,7 +252,7 @@ def _recipe(args):
     recipe = Recipe(model=args.model, kernel_quantizer=args.quantizer, input_quantizer=args.input_quantizer,
                     omega=args.omega, stage1=Stage(epochs[0], lr[0], wd[0], tau[0]),
                     stage2=Stage(epochs[1], lr[1], wd[1], tau[1]), batch_size=args.batch_size,
-                    warmup_epochs=args.warmup_epochs, seed=args.seed)
+                    warmup_epochs=args.warmup_epochs, seed=args.seed, weight_decay_mode=args.weight_decay_mode)
     return recipe.validate()
 
 
@@ -430,6 +430,9 @@ def _add_recipe_arguments(parser):
     parser.add_argument("--epochs", help="stage 1,stage 2 epochs (default 600,300)")
     parser.add_argument("--lr", help="stage 1,stage 2 peak learning rates (default 0.021,0.0037)")
     parser.add_argument("--weight-decay", help="stage 1,stage 2 (default 0.0016,0.00016)")
+    parser.add_argument("--weight-decay-mode", choices=["coupled", "decoupled"], default="coupled",
+                        help="coupled: PyTorch's SGD (wd*w added to the gradient, the authors' meaning; default); "
+                             "decoupled: Keras's SGD(weight_decay=)")
     parser.add_argument("--tau", help="sin^2 regularizer weights (default 0.037,0.0468; 0 disables)")
     parser.add_argument("--input-quantizer", default="approx_sign")
     parser.add_argument("--batch-size", type=int, default=256)

@@ -193,6 +193,15 @@ def _kernel_quantizer(identifier):
     return quantizer
 
 
+def _per_sample_normalized(x):
+    """x / sqrt(unbiased var of each sample over its other axes + 1e-5), as the BiPer
+    authors' training code computes it (one moments pass per layer)."""
+    axes = list(range(1, len(x.shape)))
+    _, var = ops.moments(x, axes=axes, keepdims=True)
+    n = math.prod(x.shape[1:])
+    return x * ops.rsqrt(var * (n / (n - 1)) + 1e-5)
+
+
 def _check_pad_values(pad_values):
     if isinstance(pad_values, bool) or pad_values not in (0, 1):
         raise ValueError(
@@ -233,13 +242,18 @@ class _PadValues:
                 total = extent - 1
             elif size is None:
                 raise ValueError(
-                    f"Layer '{self.name}': SAME padding with pad_values=1.0 and "
+                    f"Layer '{self.name}': SAME padding with pad_values=1.0 or symmetric_padding and "
                     f"strides={self.strides} needs static spatial input sizes; "
                     f"received input shape {tuple(shape)}."
                 )
             else:
                 total = max((math.ceil(size / s) - 1) * s + extent - size, 0)
-            spatial[first + i] = (total // 2, total - total // 2)
+            before = total // 2
+            if getattr(self, "symmetric_padding", False):
+                # PyTorch's pad before; of its pad after, only what the last window
+                # reads (at stride 2 on an even size: none).
+                before = (extent - 1) // 2
+            spatial[first + i] = (before, max(total - before, 0))
         return spatial
 
 
@@ -256,6 +270,19 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
         kernel_scale: None, or `"channel"` for a learnable per-output-channel scale
             alpha multiplying the quantized kernel (BiPer's), folded by LCE.
         kernel_scale_initializer: initializer for alpha (BiPer: uniform on [0, 1)).
+        normalize_inputs: the BiPer authors' per-sample activation normalization, in
+            training only: each sample's input is divided by
+            `sqrt(var + 1e-5)`, var the unbiased variance over all its non-batch axes,
+            before the input quantizer, with the gradient through the std. The sign
+            is unchanged, so it changes only the gradients; the inference graph
+            (and LCE's fusion) is the same as without it.
+        symmetric_padding: with `padding="same"`, compute what PyTorch's
+            `padding=k // 2` computes: `(extent - 1) // 2` before each spatial axis
+            (and after it, as much as the last window reads). Differs from Keras's
+            SAME only for strides > 1, where TF puts the single pad row and column at
+            the bottom/right. Odd kernel sizes, static spatial sizes at stride > 1.
+            With `pad_values=1.0` it converts to a fused `LceBconv2d` behind a float
+            pad; with 0.0, at stride > 1, it does not fuse.
         **kwargs: everything `keras.layers.Conv2D` accepts.
     """
 
@@ -275,6 +302,8 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
         kernel_quantizer=None,
         kernel_scale=None,
         kernel_scale_initializer=None,
+        normalize_inputs=False,
+        symmetric_padding=False,
         **kwargs,
     ):
         super().__init__(
@@ -290,6 +319,15 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
             **kwargs,
         )
         self.pad_values = _check_pad_values(pad_values)
+        for name, value in (("normalize_inputs", normalize_inputs), ("symmetric_padding", symmetric_padding)):
+            if not isinstance(value, bool):
+                raise ValueError(f"Argument `{name}` must be True or False. Received: {name}={value!r}.")
+        if symmetric_padding and (self.padding != "same" or any(k % 2 == 0 for k in self.kernel_size)):
+            raise ValueError(
+                "Argument `symmetric_padding=True` needs padding='same' and odd kernel sizes. "
+                f"Received: padding={self.padding!r}, kernel_size={self.kernel_size}."
+            )
+        self.normalize_inputs, self.symmetric_padding = normalize_inputs, symmetric_padding
         self._init_quantization(
             input_quantizer,
             kernel_quantizer,
@@ -305,14 +343,27 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
             return super().call(inputs)
 
     def convolution_op(self, inputs, kernel):
+        training = getattr(self, "_training_call", False)
+        if self.normalize_inputs and training:
+            inputs = _per_sample_normalized(inputs)
+        # Keras's own SAME is symmetric at stride 1; at stride > 1 the pads are explicit.
+        own_pads = not (self.symmetric_padding and any(s > 1 for s in self.strides))
+        if not own_pads and self.pad_values == 1.0 and not training:
+            # Inference: pad with +1 before the binarizer (the same values, sign(1) = +1).
+            # LCE then fuses a VALID LceBconv2d; a pad after the binarizer it fuses as
+            # its own SAME, which pads (0, 1) at stride 2: silently wrong.
+            inputs = ops.pad(inputs, self._same_pad_width(inputs.shape), constant_values=1.0)
+            if self.input_quantizer is not None:
+                inputs = self.input_quantizer(inputs)
+            return self._conv(inputs, kernel, "valid")
         if self.input_quantizer is not None:
             inputs = self.input_quantizer(inputs)
-        if self.padding != "same" or self.pad_values == 0.0:
+        if self.padding != "same" or (self.pad_values == 0.0 and own_pads):
             return super().convolution_op(inputs, kernel)
         pad_width = self._same_pad_width(inputs.shape)
         # Measured on the ResNet-20 step: 8% faster on TF, no gain on JAX (XLA fuses the
         # pad), 5x slower on torch; so TF only.
-        if getattr(self, "_training_call", False) and keras.backend.backend() == "tensorflow":
+        if training and own_pads and keras.backend.backend() == "tensorflow":
             return self._ones_padded_conv_by_border(inputs, kernel, pad_width)
         padded = ops.pad(inputs, pad_width, constant_values=self.pad_values)
         return self._conv(padded, kernel, "valid")
@@ -344,6 +395,8 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
         return {
             **super().get_config(),
             "pad_values": self.pad_values,
+            "normalize_inputs": self.normalize_inputs,
+            "symmetric_padding": self.symmetric_padding,
             **self._quantization_config(),
         }
 
@@ -440,7 +493,8 @@ from biper_keras.conv_layers import QuantConv1D, QuantDepthwiseConv2D, QuantSepa
 QUANTIZER_ATTRIBUTES = ("input_quantizer", "kernel_quantizer", "depthwise_quantizer", "pointwise_quantizer")
 # What the quantized layers add to their float Keras layer's config (float_twin drops
 # these; a test checks the list against every layer's config).
-QUANTIZATION_CONFIG_KEYS = QUANTIZER_ATTRIBUTES + ("kernel_scale", "kernel_scale_initializer", "pad_values")
+QUANTIZATION_CONFIG_KEYS = QUANTIZER_ATTRIBUTES + (
+    "kernel_scale", "kernel_scale_initializer", "pad_values", "normalize_inputs", "symmetric_padding")
 
 
 def quantized_layers(model):

@@ -13,13 +13,15 @@ import time
 
 import keras
 
+from biper_keras._coupled_sgd import CoupledSGD
 from biper_keras.quantizers import BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
 from biper_keras.rebuild import rebuild
 
-__all__ = ["MuSchedule", "annealed_quantizers", "harden", "Recipe", "Stage", "WarmupCosine", "EpochCheckpoint", "train", "build_model", "read_state",
+__all__ = ["MuSchedule", "annealed_quantizers", "harden", "Recipe", "Stage", "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "read_state",
            "load_checkpoint", "make_deterministic"]
 
 _SCHEDULES = ("linear", "exponential")
+_WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 
 
 def annealed_quantizers(model):
@@ -125,7 +127,9 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
     def __call__(self, step):
         from keras import ops
 
-        step = ops.cast(step, "float32")
+        # In floatx: a float32 schedule is rounded differently in a TF graph than
+        # eagerly (one ulp), which a float64 run (the parity test) would see.
+        step = ops.cast(step, keras.backend.floatx())
         warm = self.base * (step + 1.0) / max(self.warmup_steps, 1)
         progress = (step - self.warmup_steps) / max(self.total_steps - self.warmup_steps, 1)
         cosine = 0.5 * self.base * (1.0 + ops.cos(math.pi * ops.clip(progress, 0.0, 1.0)))
@@ -139,7 +143,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 class Stage:
     epochs: int
     lr: float
-    weight_decay: float
+    weight_decay: float  # PyTorch's meaning with weight_decay_mode="coupled" (see Recipe)
     tau: float  # weight of the sin^2 regularizer (BiPer only; 0 disables it)
 
 
@@ -150,6 +154,13 @@ class Recipe:
     With `kernel_quantizer="biper"`, stage 1 trains sine weights (`binarize=False`) and
     stage 2 binarized ones, starting from stage 1's weights. Any other registered
     quantizer name trains one stage (stage 2's settings) with that weight binarizer.
+
+    `weight_decay_mode="coupled"` (default) is PyTorch's `SGD(weight_decay=wd)`, the
+    meaning of the authors' values: `wd * w` joins the gradient of every trainable
+    variable before momentum (`CoupledSGD`). `"decoupled"` is Keras's
+    `SGD(weight_decay=wd)` (`w -= lr * wd * w` outside momentum), about 10x weaker at
+    momentum 0.9 for the same number. `model_options` go to the model builder (e.g.
+    `{"head_batch_norm": False}`; see `biper_keras.models.resnet.resnet20`).
     """
 
     model: str = "resnet20"
@@ -165,6 +176,8 @@ class Recipe:
     # Quantizers with an annealed mu (BNN+, BNN++): exponential from mu_start to mu_end.
     mu_start: float = 1.0
     mu_end: float = 16.0
+    weight_decay_mode: str = "coupled"
+    model_options: dict = dataclasses.field(default_factory=dict)
 
     def validate(self):
         from biper_keras.models import available_models
@@ -188,6 +201,12 @@ class Recipe:
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "batch_size" else 0):
                 bound = "> 0" if name == "batch_size" else ">= 0"
                 raise ValueError(f"Argument `{name}` must be an integer {bound}. Received: {name}={value!r}.")
+        if self.weight_decay_mode not in _WEIGHT_DECAY_MODES:
+            raise ValueError(f"Argument `weight_decay_mode` must be one of {', '.join(_WEIGHT_DECAY_MODES)}. "
+                             f"Received: weight_decay_mode={self.weight_decay_mode!r}.")
+        if not isinstance(self.model_options, dict):
+            raise ValueError(f"Argument `model_options` must be a dict of model-builder arguments. "
+                             f"Received: model_options={self.model_options!r}.")
         return self
 
     @property
@@ -329,14 +348,31 @@ def build_model(recipe, stage, data):
     keras.utils.set_random_seed(recipe.seed)
     return get_model(recipe.model, input_shape=data.image_shape, num_classes=data.num_classes,
                      kernel_quantizer=quantizer, input_quantizer=recipe.input_quantizer,
-                     kernel_regularizer=regularizer)
+                     kernel_regularizer=regularizer, **recipe.model_options)
 
 
-def _compile(model, recipe, settings, steps_per_epoch):
+def make_optimizer(recipe, stage, steps_per_epoch):
+    """The optimizer `train()` uses for `stage` (1 or 2) of `recipe`: SGD with the
+    recipe's momentum and warm-up + cosine schedule over the stage's steps, and its
+    weight decay in `recipe.weight_decay_mode` (coupled: `CoupledSGD`, PyTorch's
+    semantics; decoupled: `keras.optimizers.SGD(weight_decay=...)`)."""
+    if stage not in (1, 2):
+        raise ValueError(f"Argument `stage` must be 1 or 2. Received: stage={stage!r}.")
+    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch <= 0:
+        raise ValueError(f"Argument `steps_per_epoch` must be an integer > 0. Received: steps_per_epoch={steps_per_epoch!r}.")
+    recipe.validate()
+    settings = recipe.stage1 if stage == 1 else recipe.stage2
     total = settings.epochs * steps_per_epoch
     schedule = WarmupCosine(settings.lr, min(recipe.warmup_epochs * steps_per_epoch, total // 2), total)
+    momentum = float(recipe.momentum)
+    if recipe.weight_decay_mode == "coupled":
+        return CoupledSGD(schedule, momentum=momentum, weight_decay=settings.weight_decay)
+    return keras.optimizers.SGD(schedule, momentum=momentum, weight_decay=settings.weight_decay or None)
+
+
+def _compile(model, recipe, stage, steps_per_epoch):
     model.compile(
-        keras.optimizers.SGD(schedule, momentum=recipe.momentum, weight_decay=settings.weight_decay),
+        make_optimizer(recipe, stage, steps_per_epoch),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
@@ -468,7 +504,7 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
                         previous = keras.models.load_model(out / "stage1" / "model.keras")
                     if previous is not None:
                         model.set_weights(previous.get_weights())  # stage 2 starts from stage 1
-                _compile(model, recipe, settings, steps_per_epoch)
+                _compile(model, recipe, stage, steps_per_epoch)
                 initial_epoch = 0
         annealing = []
         if annealed_quantizers(model):
@@ -487,7 +523,7 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
         if any(isinstance(q, BNNPlusPlus) for q in annealed_quantizers(model)):
             # BNN++ ends hard-binarized: the saved model is the deployable one.
             hardened = harden(model)
-            _compile(hardened, recipe, settings, steps_per_epoch)
+            _compile(hardened, recipe, stage, steps_per_epoch)
             model = hardened
         fit = {"epochs": settings.epochs, "seconds": seconds,
                "images_per_second": data.train_size * epochs_run / seconds if epochs_run and seconds else None,

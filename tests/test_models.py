@@ -64,3 +64,41 @@ def test_option_a_shortcut_pools_and_zero_pads_channels():
     assert y.shape == (2, 4, 4, 32)
     np.testing.assert_allclose(y[..., 8:24], pooled, atol=1e-6)
     assert not y[..., :8].any() and not y[..., 24:].any()
+
+
+def test_cifar_builders_training_time_options():
+    from biper_keras.layers import QuantConv2D
+    from biper_keras.models.resnet import CIFAR_DEFAULTS
+
+    model = get_model("resnet20")
+    convs = [l for l in model.layers if isinstance(l, QuantConv2D)]
+    assert CIFAR_DEFAULTS["normalize_inputs"] and all(c.normalize_inputs for c in convs)
+    assert model.get_layer("head_bn").epsilon == 1e-3
+    assert isinstance(model.get_layer("classifier").input._keras_history.operation, keras.layers.BatchNormalization)
+    bare = get_model("resnet20", head_batch_norm=False, normalize_inputs=False, bn_epsilon=1.001e-5)
+    assert "head_bn" not in [l.name for l in bare.layers]
+    assert all(l.epsilon == 1.001e-5 for l in bare.layers if isinstance(l, keras.layers.BatchNormalization))
+    assert not any(l.normalize_inputs for l in bare.layers if isinstance(l, QuantConv2D))
+    # The authors' VGG-Small has no batch norm before its classifier.
+    assert "head_bn" not in [l.name for l in get_model("vgg_small", input_shape=(16, 16, 3)).layers]
+
+
+def test_kaiming_normal_is_pytorchs_untruncated_fan_in_normal():
+    keras.utils.set_random_seed(0)
+    model = get_model("resnet18", conv_initializer="kaiming_normal")
+    kernel = np.asarray(model.get_layer("s3b1_conv1")._kernel).ravel()  # 3*3*512 fan-in
+    std = np.sqrt(2.0 / (9 * 512))
+    assert abs(kernel.std() / std - 1) < 0.01
+    assert np.abs(kernel).max() > 3 * std  # not truncated at 2 std like Keras's he_normal
+    stem = np.asarray(model.get_layer("stem_conv").kernel).ravel()
+    assert abs(stem.std() / np.sqrt(2.0 / 27) - 1) < 0.1
+
+
+def test_symmetric_padding_reaches_stride_2_convs_only():
+    from biper_keras.layers import QuantConv2D
+
+    model = get_model("resnet20", symmetric_padding=True)
+    flags = {l.name: (l.strides, l.symmetric_padding) for l in model.layers if isinstance(l, QuantConv2D)}
+    assert all(sym == (strides == (2, 2)) for strides, sym in flags.values()), flags
+    twin = get_model("resnet20", kernel_quantizer=None, input_quantizer=None, symmetric_padding=True)
+    assert [l.padding for l in twin.layers if isinstance(l, keras.layers.ZeroPadding2D)] == [((1, 1), (1, 1))] * 2

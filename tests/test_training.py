@@ -141,3 +141,47 @@ def test_bnn_pp_recipe_anneals_mu_and_ends_hard(data, tmp_path):
     mu_column = log[0].split(",").index("mu")
     assert [float(line.split(",")[mu_column]) for line in log[1:]] == pytest.approx([1.0, 16.0])
     assert 0.0 <= summary["stage2"]["test_accuracy"] <= 1.0  # evaluated hardened
+
+
+# --- the optimizer: PyTorch's SGD semantics by default --------------------------------
+
+from biper_keras._coupled_sgd import CoupledSGD  # noqa: E402
+from biper_keras.training import make_optimizer  # noqa: E402
+
+
+def test_make_optimizer_is_coupled_by_default_and_decoupled_on_request():
+    recipe = tiny_recipe()
+    coupled = make_optimizer(recipe, 1, 10)
+    assert isinstance(coupled, CoupledSGD) and coupled.weight_decay is None  # no Keras decay on top
+    assert (coupled.coupled_weight_decay, coupled.momentum) == (1e-4, 0.9)
+    decoupled = make_optimizer(Recipe(**{**recipe.__dict__, "weight_decay_mode": "decoupled"}), 2, 10)
+    assert type(decoupled) is keras.optimizers.SGD and decoupled.weight_decay == 1e-5
+    # The warm-up + cosine schedule over the stage's steps (1 epoch of 10 here).
+    lr = [float(keras.ops.convert_to_numpy(coupled.learning_rate))]
+    assert abs(lr[0] - 0.05 / 5) < 1e-9  # warm-up of min(10, 10 // 2) steps, first step
+
+
+def test_make_optimizer_refuses_bad_values():
+    with pytest.raises(ValueError, match=r"`stage1 weight_decay` must be a finite number >= 0. Received: stage1 weight_decay=-0.001"):
+        make_optimizer(Recipe(stage1=Stage(1, 0.1, -0.001, 0.0)), 1, 10)
+    with pytest.raises(ValueError, match=r"`weight_decay_mode` must be one of coupled, decoupled. Received: weight_decay_mode='l2'"):
+        make_optimizer(Recipe(weight_decay_mode="l2"), 1, 10)
+    with pytest.raises(ValueError, match=r"`stage` must be 1 or 2. Received: stage=3"):
+        make_optimizer(Recipe(), 3, 10)
+    with pytest.raises(ValueError, match=r"`steps_per_epoch` must be an integer > 0. Received: steps_per_epoch=0"):
+        make_optimizer(Recipe(), 1, 0)
+
+
+def test_a_compiled_recipe_model_saves_and_loads_its_coupled_optimizer(data, tmp_path):
+    from biper_keras.training import _compile
+
+    recipe = tiny_recipe()
+    model = build_model(recipe, 1, data)
+    _compile(model, recipe, 1, 2)
+    x, y = next(iter(data.train))
+    model.train_on_batch(x, y)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, CoupledSGD) and loaded.optimizer.coupled_weight_decay == 1e-4
+    for a, b in zip(model.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

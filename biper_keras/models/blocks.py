@@ -54,10 +54,35 @@ def _own_copy(quantizer):
     return quantizer
 
 
-def conv3x3(filters, strides, quant, name):
+# PyTorch's `kaiming_normal_` (what the BiPer authors initialize convs with): normal,
+# not truncated, std sqrt(2 / fan_in). Keras's "he_normal" is truncated at 2 std.
+KAIMING_NORMAL = {"class_name": "VarianceScaling",
+                  "config": {"scale": 2.0, "mode": "fan_in", "distribution": "untruncated_normal"}}
+
+
+def conv_initializer(identifier):
+    """A new initializer for a conv kernel: `"kaiming_normal"` (PyTorch's), or anything
+    `keras.initializers.get` accepts (default Keras's "glorot_uniform")."""
+    if identifier == "kaiming_normal":
+        identifier = KAIMING_NORMAL
+    if isinstance(identifier, dict):
+        return keras.initializers.deserialize(identifier)  # a new instance per layer
+    return keras.initializers.get(identifier)
+
+
+def conv3x3(filters, strides, quant, name, initializer="glorot_uniform", symmetric_padding=False):
     """A 3x3 conv: `QuantConv2D` with `quant` (a dict of its quantization arguments),
-    or a plain float `keras.layers.Conv2D` when `quant` is None."""
+    or a plain float `keras.layers.Conv2D` when `quant` is None. `symmetric_padding`
+    pads (1, 1) as PyTorch's `padding=1` does (Keras's SAME pads (0, 1) at stride 2)."""
+    kernel_initializer = conv_initializer(initializer)
     if quant is None:
-        return keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name)
+        if symmetric_padding and strides != 1:
+            pad = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")
+            conv = keras.layers.Conv2D(filters, 3, strides=strides, use_bias=False, name=name,
+                                       kernel_initializer=kernel_initializer)
+            return lambda x: conv(pad(x))
+        return keras.layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name,
+                                   kernel_initializer=kernel_initializer)
     quant = {k: _own_copy(v) for k, v in quant.items()}
-    return QuantConv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name, **quant)
+    return QuantConv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=name,
+                       kernel_initializer=kernel_initializer, symmetric_padding=symmetric_padding and strides != 1, **quant)
