@@ -1,4 +1,5 @@
-"""Larq's optimizers for Keras 3: `Bop` and `CaseOptimizer` (`larq.optimizers`).
+"""Optimizers: Larq's `Bop` and `CaseOptimizer` (`larq.optimizers`), and `CoupledSGD`,
+PyTorch's SGD semantics, which the training recipe uses (see biper_keras/_coupled_sgd.py).
 
 Bop (Helwegen et al., NeurIPS 2019, "Latent weights do not exist") trains binary
 weights without latent real values: it keeps an exponential moving average m of each
@@ -21,7 +22,9 @@ import numbers
 import keras
 from keras import ops
 
-__all__ = ["Bop", "CaseOptimizer"]
+from biper_keras._coupled_sgd import CoupledSGD  # its public home
+
+__all__ = ["Bop", "CaseOptimizer", "CoupledSGD"]
 
 
 def _check_number(name, value, minimum_exclusive=None):

@@ -13,7 +13,7 @@ import time
 
 import keras
 
-from biper_keras._coupled_sgd import CoupledSGD
+from biper_keras.optimizers import CoupledSGD
 from biper_keras.quantizers import BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
 from biper_keras.rebuild import rebuild
 

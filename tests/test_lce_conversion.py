@@ -477,3 +477,15 @@ def test_report_names_what_lce_runs_in_float_and_strict_mode_accepts_it():
     assert "DEPTHWISE_CONV_2D" in [f.reason.split()[-1] for f in result.layers if f.layer == "dw"]
     ops = op_histogram(result.flatbuffer)
     assert ops["LceBconv2d"] == 1 and ops["DEPTHWISE_CONV_2D"] == 2 and result.parity.passed
+
+
+def test_symmetric_zero_padding_at_stride_2_is_reported_as_not_fusable():
+    x = keras.Input((16, 16, 8))
+    h = bk.QuantConv2D(8, 3, strides=2, padding="same", symmetric_padding=True, input_quantizer="ste_sign",
+                       kernel_quantizer="ste_sign", kernel_constraint="weight_clip", use_bias=False, name="sym")(x)
+    model = keras.Model(x, h)
+    with pytest.raises(ConversionError, match="sym .*symmetric zero padding at stride > 1"):
+        convert(model)
+    result = convert(model, strict=False)
+    (row,) = result.layers
+    assert not row.fused and "pad_values=1.0" in row.reason and result.parity.passed

@@ -145,7 +145,7 @@ def test_bnn_pp_recipe_anneals_mu_and_ends_hard(data, tmp_path):
 
 # --- the optimizer: PyTorch's SGD semantics by default --------------------------------
 
-from biper_keras._coupled_sgd import CoupledSGD  # noqa: E402
+from biper_keras.optimizers import CoupledSGD  # noqa: E402
 from biper_keras.training import make_optimizer  # noqa: E402
 
 

@@ -18,6 +18,8 @@ def _unfusable_reason(layer, target):
         return "input not binarized (no 1-bit input_quantizer)"
     if layer.padding == "same" and layer.pad_values == 0.0 and target != "arm":
         return f"zero padding is only supported for target='arm' (use pad_values=1.0 on {target})"
+    if getattr(layer, "symmetric_padding", False) and layer.pad_values == 0.0 and any(s > 1 for s in layer.strides):
+        return "symmetric zero padding at stride > 1 (PyTorch's padding=k//2): use pad_values=1.0 to fuse"
     if layer.groups != 1:
         return f"grouped convolution (groups={layer.groups})"
     return ""

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from biper_keras._coupled_sgd import CoupledSGD
+from biper_keras.optimizers import CoupledSGD
 
 
 class EveryStepLr(keras.optimizers.schedules.LearningRateSchedule):
