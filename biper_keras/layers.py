@@ -117,7 +117,7 @@ class _QuantizedKernel(_QuantizedLayer):
         if self.kernel_quantizer is not None:
             # From the float32 latent weights, whatever the compute dtype: under a mixed
             # policy Keras hands `call` bfloat16/float16 copies, whose rounding moves
-            # weights across sin's zero crossings (bfloat16 flipped 484 of 4,608 signs).
+            # weights across sin's zero crossings (bfloat16: 3 of 4,608 Laplace weights).
             # The 1-bit result is exact in every float dtype.
             kernel = ops.cast(self.kernel_quantizer(full_precision(kernel)), self.compute_dtype)
         if self.alpha is not None:
