@@ -25,6 +25,7 @@ from keras import ops
 from biper_keras import constraints as _constraints  # noqa: F401 ("weight_clip" resolves)
 from biper_keras import context
 from biper_keras import quantizers as quantizers_lib
+from biper_keras.regularizers import SinSquared
 
 __all__ = [
     "QuantConv1D",
@@ -76,6 +77,8 @@ class _QuantizedKernel(_QuantizedLayer):
     ):
         self.input_quantizer = quantizers_lib.get(input_quantizer)
         self.kernel_quantizer = _kernel_quantizer(kernel_quantizer)
+        if isinstance(self.kernel_regularizer, SinSquared):
+            self.kernel_regularizer.bind(self.kernel_quantizer, self.name)
         warn_if_starving(self, self.kernel_quantizer, self.kernel_constraint, "kernel_constraint")
         if kernel_scale not in _KERNEL_SCALES:
             raise ValueError(

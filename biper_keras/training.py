@@ -14,7 +14,7 @@ import time
 import keras
 
 from biper_keras.optimizers import CoupledSGD
-from biper_keras.quantizers import BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
+from biper_keras.quantizers import DEFAULT_OMEGA, BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
 from biper_keras.rebuild import rebuild
 
 __all__ = ["MuSchedule", "annealed_quantizers", "harden", "Recipe", "Stage", "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "read_state",
@@ -166,7 +166,7 @@ class Recipe:
     model: str = "resnet20"
     kernel_quantizer: str = "biper"
     input_quantizer: str = "approx_sign"
-    omega: float = 20.0
+    omega: float = DEFAULT_OMEGA
     stage1: Stage = dataclasses.field(default_factory=lambda: Stage(600, 0.021, 0.0016, 0.037))
     stage2: Stage = dataclasses.field(default_factory=lambda: Stage(300, 0.0037, 0.00016, 0.0468))
     batch_size: int = 256
@@ -342,7 +342,7 @@ def build_model(recipe, stage, data):
     if recipe.two_stage:
         quantizer = BiPer(omega=recipe.omega, binarize=stage == 2)
         if settings.tau > 0:
-            regularizer = SinSquared(settings.tau, recipe.omega)
+            regularizer = SinSquared(settings.tau)  # omega: the quantizer's
     else:
         quantizer = recipe.kernel_quantizer
     keras.utils.set_random_seed(recipe.seed)

@@ -262,3 +262,17 @@ def test_fused_batch_norm_falls_back_where_it_cannot_fuse():
     assert not layer._can_fuse(tf.ones((2, 4, 4, 3)), False, None)
     np.testing.assert_allclose(layer(x2d, training=True).numpy(), keras.layers.BatchNormalization()(x2d, training=True).numpy())
     assert type(keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))) is bk.BatchNormalization
+
+
+def test_sin_squared_takes_omega_from_the_quantizer_it_regularizes():
+    layer = bk.QuantConv2D(4, 3, kernel_quantizer=bk.BiPer(omega=12.5), kernel_regularizer=bk.SinSquared(0.05))
+    assert layer.kernel_regularizer.omega == 12.5
+    layer.build((None, 8, 8, 3))
+    w = np.asarray(layer.latent_kernel, dtype=np.float64)
+    np.testing.assert_allclose(float(layer.losses[0]), 0.05 * np.mean(np.sin(12.5 * w) ** 2), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"SinSquared\(omega=20\) regularizes a kernel quantized with BiPer\(omega=12.5\)"):
+        bk.QuantDense(2, kernel_quantizer=bk.BiPer(omega=12.5), kernel_regularizer=bk.SinSquared(0.05, omega=20.0))
+    with pytest.raises(ValueError, match="without omega takes it from a BiPer"):
+        bk.QuantDense(2, kernel_quantizer="ste_sign", kernel_regularizer=bk.SinSquared(0.05))
+    with pytest.raises(ValueError, match="has no omega"):
+        bk.SinSquared(0.05)(np.zeros(3, "float32"))

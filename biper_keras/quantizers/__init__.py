@@ -11,6 +11,7 @@ callable.
 import keras
 
 from biper_keras.quantizers.core import (
+    DEFAULT_OMEGA,
     BNN,
     ApproxSign,
     BinaryConnect,
@@ -40,6 +41,7 @@ from biper_keras.quantizers.larq_family import (
 )
 
 __all__ = [
+    "DEFAULT_OMEGA",
     "Quantizer",
     "ForwardBackwardQuantizer",
     "BiPer",

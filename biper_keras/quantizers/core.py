@@ -21,6 +21,7 @@ import keras
 from keras import ops
 
 __all__ = [
+    "DEFAULT_OMEGA",
     "Quantizer",
     "BiPer",
     "SteSign",
@@ -37,6 +38,10 @@ __all__ = [
     "BNNPlusPlus",
     "check_positive_number",
 ]
+
+# BiPer's frequency omega_0 in the authors' published scripts (CIFAR-10 and ImageNet):
+# the one default every other place (recipe, CLI) takes.
+DEFAULT_OMEGA = 20.0
 
 # Added to sign(x) before the outer sign so that sign(0) becomes +1; any constant in
 # (0, 1) works and LCE matches the pattern for any such constant.
@@ -279,7 +284,7 @@ class BiPer(ForwardBackwardQuantizer):
     # omega * cos(omega * w) is periodic: no weight is ever out of the gradient's reach.
     starves_latent_weights = False
 
-    def __init__(self, omega=20.0, binarize=True, **kwargs):
+    def __init__(self, omega=DEFAULT_OMEGA, binarize=True, **kwargs):
         super().__init__(**kwargs)
         self.omega = check_positive_number("omega", omega)
         if not isinstance(binarize, bool):
