@@ -17,7 +17,7 @@ from biper_keras.optimizers import CoupledSGD
 from biper_keras.quantizers import DEFAULT_OMEGA, BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
 from biper_keras.rebuild import rebuild
 
-__all__ = ["MuSchedule", "annealed_quantizers", "harden", "Recipe", "Stage", "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "read_state",
+__all__ = ["MuSchedule", "annealed_quantizers", "annealing_callbacks", "harden", "to_binary_stage", "Recipe", "Stage", "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "read_state",
            "load_checkpoint", "make_deterministic"]
 
 _SCHEDULES = ("linear", "exponential")
@@ -110,6 +110,36 @@ def harden(model):
             node["config"]["hard"] = True
 
     return rebuild(model, set_hard)
+
+
+def to_binary_stage(model, tau=None):
+    """Stage 2 of the BiPer recipe from a stage-1 model: a copy (same weights) whose BiPer
+    quantizers binarize, `sign(sin(omega * w))` instead of the sine. `tau` sets the weight
+    of the sin^2 term on every BiPer-quantized kernel (0: none), as `build_model` gives
+    stage 2; None keeps the model's regularizers. Sequential and functional models."""
+    from biper_keras.quantizers import BiPer
+    from biper_keras.regularizers import SinSquared
+
+    if tau is not None:
+        _check_non_negative("tau", tau)
+
+    def edit(node):
+        if node["class_name"] == BiPer.__name__:
+            node["config"]["binarize"] = True
+        quantizer = node["config"].get("kernel_quantizer")
+        if tau is not None and isinstance(quantizer, dict) and quantizer.get("class_name") == BiPer.__name__:
+            omega = quantizer["config"].get("omega")
+            node["config"]["kernel_regularizer"] = (
+                keras.saving.serialize_keras_object(SinSquared(tau, omega)) if tau > 0 else None)
+
+    return rebuild(model, edit)
+
+
+def annealing_callbacks(model, epochs, start=1.0, end=16.0):
+    """The callbacks that anneal `model`'s quantizers over `epochs`: an exponential
+    `MuSchedule(start, end)` when it has quantizers with an annealed mu (BNN+, BNN++),
+    else none."""
+    return [MuSchedule(start, end, epochs, "exponential")] if annealed_quantizers(model) else []
 
 
 # --- the two-stage BiPer recipe ---------------------------------------------------------
@@ -498,17 +528,16 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
                 model = load_checkpoint(folder)
                 initial_epoch = state["epochs_done"]
             else:
-                model = build_model(recipe, stage, data)
-                if stage == 2 and recipe.two_stage:
-                    if previous is None and (out / "stage1" / "model.keras").exists():
-                        previous = keras.models.load_model(out / "stage1" / "model.keras")
-                    if previous is not None:
-                        model.set_weights(previous.get_weights())  # stage 2 starts from stage 1
+                if stage == 2 and recipe.two_stage and previous is None and (out / "stage1" / "model.keras").exists():
+                    previous = keras.models.load_model(out / "stage1" / "model.keras")
+                if stage == 2 and recipe.two_stage and previous is not None:
+                    keras.utils.set_random_seed(recipe.seed)  # as build_model does
+                    model = to_binary_stage(previous, tau=recipe.stage2.tau)  # stage 2 starts from stage 1
+                else:
+                    model = build_model(recipe, stage, data)
                 _compile(model, recipe, stage, steps_per_epoch)
                 initial_epoch = 0
-        annealing = []
-        if annealed_quantizers(model):
-            annealing = [MuSchedule(recipe.mu_start, recipe.mu_end, settings.epochs, "exponential")]
+        annealing = annealing_callbacks(model, settings.epochs, recipe.mu_start, recipe.mu_end)
         epochs_run = settings.epochs - initial_epoch
         start = time.perf_counter()
         history = {}

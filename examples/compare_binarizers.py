@@ -25,7 +25,7 @@ import numpy as np
 from biper_keras import quantizers
 from biper_keras.data import load_image_folder
 from biper_keras.models import get_model
-from biper_keras.training import MuSchedule, harden
+from biper_keras.training import annealing_callbacks, harden, to_binary_stage
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "cifar10-jpeg"
@@ -67,14 +67,12 @@ def run_variant(variant, data, epochs, batch, lr):
     if variant == "biper_2stage":
         stage1 = build(variant, binarize=False)
         fit(stage1, epochs // 2)
-        model = build(variant, binarize=True)
-        model.set_weights(stage1.get_weights())
+        model = to_binary_stage(stage1)
         fit(model, epochs - epochs // 2)
     else:
         model = build(variant)
-        callbacks = [MuSchedule(1.0, 16.0, epochs, "exponential")] if variant in ("bnn_plus", "bnn_pp") else []
-        fit(model, epochs, callbacks)
-    deployed = harden(model) if variant == "bnn_pp" else model
+        fit(model, epochs, annealing_callbacks(model, epochs))
+    deployed = harden(model)  # BNN++ ends hard-binarized; the others are unchanged
     compile_model(deployed, lr, 1)
     test_acc = float(deployed.evaluate(xt, yt, verbose=0, batch_size=500)[1])
     seconds = time.perf_counter() - start

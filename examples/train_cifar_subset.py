@@ -18,6 +18,7 @@ import keras
 
 import biper_keras as bk
 from biper_keras.data import load_image_folder
+from biper_keras.training import to_binary_stage
 
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpeg"
 
@@ -96,8 +97,7 @@ def main():
 
     stage1 = build(train[2], binarize=False, omega=args.omega)
     acc1 = train_stage(stage1, data, args.epochs, args.seconds, lr=3e-3)
-    stage2 = build(train[2], binarize=True, omega=args.omega)
-    stage2.set_weights(stage1.get_weights())  # stage 2 starts from stage 1
+    stage2 = to_binary_stage(stage1)  # stage 2 starts from stage 1
     acc2 = train_stage(stage2, data, args.epochs, args.seconds, lr=1e-3)
     print(f"test accuracy: stage 1 (sine weights) {acc1:.3f}, stage 2 (binary weights) {acc2:.3f}")
 

@@ -7,6 +7,8 @@ import keras
 import numpy as np
 import pytest
 
+import biper_keras as bk
+
 from biper_keras.data import image_datasets
 from biper_keras.training import EpochCheckpoint, Recipe, Stage, WarmupCosine, build_model, read_state, train
 
@@ -185,3 +187,34 @@ def test_a_compiled_recipe_model_saves_and_loads_its_coupled_optimizer(data, tmp
     assert isinstance(loaded.optimizer, CoupledSGD) and loaded.optimizer.coupled_weight_decay == 1e-4
     for a, b in zip(model.optimizer.variables, loaded.optimizer.variables):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("taus", [(0.037, 0.0468), (0.037, 0.0), (0.0, 0.0468)])
+def test_to_binary_stage_is_the_recipes_stage_2_with_stage_1s_weights(taus):
+    from biper_keras.data import Datasets
+    from biper_keras.training import Recipe, Stage, build_model, to_binary_stage
+
+    recipe = Recipe(stage1=Stage(1, 0.02, 0.0016, taus[0]), stage2=Stage(1, 0.004, 0.00016, taus[1]))
+    data = Datasets(None, None, [str(i) for i in range(10)], (32, 32, 3), 1, 1)
+    stage1 = build_model(recipe, 1, data)
+    rng = np.random.default_rng(0)
+    stage1.set_weights([w + rng.normal(scale=0.01, size=w.shape).astype(w.dtype) for w in stage1.get_weights()])
+    ours = to_binary_stage(stage1, tau=taus[1])
+    reference = build_model(recipe, 2, data)
+    reference.set_weights(stage1.get_weights())
+    x = rng.normal(size=(4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(ours(x, training=False)), np.asarray(reference(x, training=False)),
+                               rtol=1e-5, atol=1e-5)
+    assert len(ours.losses) == len(reference.losses) == (0 if taus[1] == 0 else len(reference.losses))
+    np.testing.assert_allclose(sum(float(v) for v in ours.losses), sum(float(v) for v in reference.losses), rtol=1e-6)
+    assert all(layer.kernel_quantizer.binarize for layer in bk.layers.quantized_layers(ours)
+               if isinstance(layer.kernel_quantizer, bk.BiPer))
+
+
+def test_annealing_callbacks_only_for_annealed_quantizers():
+    from biper_keras.models import get_model
+    from biper_keras.training import MuSchedule, annealing_callbacks
+
+    (schedule,) = annealing_callbacks(get_model("resnet20", kernel_quantizer="bnn_pp"), 10, 1.0, 16.0)
+    assert isinstance(schedule, MuSchedule) and schedule.value(9) == pytest.approx(16.0)
+    assert annealing_callbacks(get_model("resnet20"), 10) == []
