@@ -299,7 +299,8 @@ def _maybe_other_backend(args):
     if args.backend and args.backend != keras.backend.backend():
         argv = _without_option(args.argv, "--backend")
         env = {**os.environ, "KERAS_BACKEND": args.backend}
-        child = subprocess.Popen([sys.executable, "-m", "biper_keras.cli", *argv], env=env)
+        # Through the launcher: the child quiets its own TensorFlow import the same way.
+        child = subprocess.Popen([sys.executable, "-m", "biper_keras_launcher", *argv], env=env)
         while True:
             try:
                 return child.wait()
@@ -456,10 +457,40 @@ def _exit_code(err):
     return EXIT_INPUT
 
 
-def build_parser():
-    from biper_keras import __version__
+EPILOG = ("exit codes: 0 done, 2 bad command line, 3 bad input, 4 a file could not be read or written, "
+          "5 a binary conv did not fuse, 6 LCE and Keras disagree, 130 Ctrl-C, 143 SIGTERM")
 
-    parser = argparse.ArgumentParser(prog="biper-keras", description="Binary networks with BiPer for Keras 3.")
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action):  # no "(default: None)" noise
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (its usage block would make two or more lines)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        kwargs.setdefault("epilog", EPILOG)
+        super().__init__(**kwargs)
+
+    def error(self, message):
+        self.exit(2, f"biper-keras: error: {self.prog.partition(' ')[2] or 'usage'}: {message} (see --help)\n")
+
+
+def _default(function, name):
+    import inspect
+
+    return inspect.signature(function).parameters[name].default
+
+
+def build_parser():
+    from biper_keras import __version__, convert
+    from biper_keras.training import Recipe
+
+    parser = _Parser(prog="biper-keras", description="Binary networks with BiPer for Keras 3.")
     parser.add_argument("--version", action="version", version=f"biper-keras {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -467,14 +498,16 @@ def build_parser():
     conv = commands.add_parser("convert", help="convert a .keras model to an LCE .tflite, with a report")
     conv.add_argument("model")
     conv.add_argument("-o", "--output", help="where to write the .tflite")
-    conv.add_argument("--target", choices=["arm", "xcore"], default="arm")
+    conv.add_argument("--target", choices=convert.TARGETS, default=_default(convert.convert, "target"),
+                      help="LCE target")
     conv.add_argument("--input-shape", type=_shape, help="fix the input shape, e.g. 1,224,224,3")
     conv.add_argument("--data", help=".npy inputs for the parity check (default: random)")
     conv.add_argument("--no-verify", action="store_true", help="skip the parity check")
     conv.add_argument("--allow-unfused", action="store_true",
                       help="convert even if a quantized conv did not become LceBconv2d")
-    conv.add_argument("--min-top1", type=float, default=0.98, help="parity: top-1 agreement needed")
-    conv.add_argument("--json", action="store_true")
+    conv.add_argument("--min-top1", type=float, default=_default(convert.convert, "min_top1"),
+                      help="parity: top-1 agreement needed")
+    conv.add_argument("--json", action="store_true", help="print the report as JSON")
     conv.set_defaults(run=_convert)
 
     tr = commands.add_parser("train", help="the two-stage BiPer recipe (or one stage with another binarizer)")

@@ -268,3 +268,74 @@ def test_a_trained_model_loads_in_a_fresh_process(tmp_path):
     from biper_keras.summary import summary
 
     assert json.loads(result.stdout)["params"] == summary(model, print_fn=None).params
+
+
+# --- the launcher: quiet TensorFlow start-up, one-line errors ------------------------
+
+
+def assert_only_line(result, code, text):
+    """Exit `code` and stderr exactly one line (no TensorFlow log, no usage block)."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code and len(lines) == 1 and text in lines[0], (result.returncode, result.stderr)
+
+
+def test_launcher_error_is_one_line_without_tensorflow_logs(tmp_path):
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip at all")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "_BIPER_KERAS_QUIET_TF")}
+    env["KERAS_BACKEND"] = "tensorflow"
+    result = subprocess.run([sys.executable, "-m", "biper_keras_launcher", "convert", str(broken), "-o",
+                             str(tmp_path / "o.tflite")], env=env, capture_output=True, text=True, timeout=300)
+    assert_only_line(result, 3, "is not a .keras archive")
+    assert not (tmp_path / "o.tflite").exists()
+
+
+def test_launcher_asks_for_logs_only_when_the_user_did(monkeypatch):
+    import biper_keras_launcher as launcher
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.delenv(launcher._QUIET, raising=False)
+    assert not launcher._wants_logs(["convert", "m.keras"])
+    assert launcher._wants_logs(["--verbose", "convert", "m.keras"])
+    assert launcher._wants_logs(["--verb", "summary", "m.keras"])
+    assert not launcher._wants_logs(["--ve"])  # ambiguous with --version
+    assert not launcher._wants_logs(["qe", "curve", "--", "--verbose"])
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    assert launcher._wants_logs(["summary", "m.keras"])
+    monkeypatch.setenv(launcher._QUIET, "1")  # set by a parent CLI, not by the user
+    assert not launcher._wants_logs(["summary", "m.keras"])
+
+
+def test_launcher_ctrl_c_during_the_import_is_one_line_and_130(monkeypatch, capsys):
+    import importlib.abc
+
+    import biper_keras_launcher as launcher
+
+    class Interrupting(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "biper_keras.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "biper_keras.cli", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")  # keep this process's fd 2 alone
+    assert launcher.main(["summary", "m.keras"]) == 130
+    assert capsys.readouterr().err == "biper-keras: error: interrupted by SIGINT\n"
+
+
+@pytest.mark.parametrize("args, text", [
+    (("convert",), "convert: the following arguments are required: model"),
+    (("train", "--out", "x", "--stage", "3"), "train: argument --stage: invalid choice"),
+    (("frobnicate",), "invalid choice: 'frobnicate'"),
+])
+def test_usage_errors_are_one_line_with_exit_2(capsys, args, text):
+    assert_only_line(run_cli_here(capsys, *args), 2, text)
+
+
+def test_help_shows_defaults_and_exit_codes(capsys):
+    result = run_cli_here(capsys, "convert", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "(default: 0.98)" in text and "(default: arm)" in text
+    assert "3 bad input" in text and "6 LCE and Keras disagree" in text and "(default: None)" not in text
