@@ -219,10 +219,15 @@ def _benchmark(args):
                   f"{r['median_ms']:>9.2f} {r['p90_ms']:>8.2f}")
     for n, b in report.get("best", {}).items():
         print(f"{n} thread(s): binary {b['binary_ms']:.2f} ms ({b['binary_option']}) vs float "
-              f"{b['float_ms']:.2f} ms ({b['float_option']}): {b['speedup']:.2f}x faster")
+              f"{b['float_ms']:.2f} ms ({b['float_option']}): binary {_times(b['speedup'], 'faster', 'slower')}")
     if "size_ratio" in report:
-        print(f"size: binary {report['binary_bytes'] / 1e6:.2f} MB, float {report['float_bytes'] / 1e6:.2f} MB "
-              f"({report['size_ratio']:.1f}x smaller)")
+        print(f"file size: binary {report['binary_bytes'] / 1e6:.2f} MB, float {report['float_bytes'] / 1e6:.2f} MB "
+              f"(binary file {_times(report['size_ratio'], 'smaller', 'larger')})")
+
+
+def _times(ratio, more, less):
+    """"1.56x faster" for ratio 1.56, "1.56x slower" for 0.64 (never "0.64x faster")."""
+    return f"{ratio:.2f}x {more}" if ratio >= 1 else f"{1 / ratio:.2f}x {less}"
 
 
 def _pair(text, cast, name):

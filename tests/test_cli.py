@@ -339,3 +339,35 @@ def test_help_shows_defaults_and_exit_codes(capsys):
     text = " ".join(result.stdout.split())
     assert "(default: 0.98)" in text and "(default: arm)" in text
     assert "3 bad input" in text and "6 LCE and Keras disagree" in text and "(default: None)" not in text
+
+
+def test_ratios_are_worded_for_their_direction():
+    from biper_keras.cli import _times
+
+    assert _times(1 / 0.64, "faster", "slower") == "1.56x faster"
+    assert _times(0.64, "faster", "slower") == "1.56x slower"  # not "0.64x faster"
+    assert _times(1.0, "smaller", "larger") == "1.00x smaller"
+
+
+NO_TENSORFLOW = """
+import contextlib, io, sys
+from biper_keras.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main(["--help"])
+    except SystemExit:
+        pass
+    assert main(["qe", "curve", "--b", "0.1", "-o", sys.argv[1]]) == 0
+print(sorted(m for m in ("tensorflow", "torch") if m in sys.modules))
+"""
+
+
+def test_help_and_qe_curve_import_no_tensorflow_of_their_own(tmp_path):
+    # On the TensorFlow backend `import keras` itself imports TensorFlow (so does
+    # `import biper_keras`): on JAX the CLI shows that it adds no TensorFlow import.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "jax"}
+    result = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, str(tmp_path / "c.png")], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == "[]"
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -104,8 +104,8 @@ class ConversionResult:
 
     def table(self):
         lines = [f"target {self.target}: {self.size / 1024:.1f} KiB "
-                 f"(float32 parameters: {self.float32_size / 1024:.1f} KiB, "
-                 f"{self.float32_size / max(self.size, 1):.1f}x)"]
+                 f"(float32 parameters: {self.float32_size / 1024:.1f} KiB; the file is "
+                 f"{self.float32_size / max(self.size, 1):.1f}x smaller than them)"]
         lines.append("ops: " + ", ".join(f"{k} {v}" for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])))
         if self.layers:
             width = max(len(f.layer) for f in self.layers)
