@@ -244,6 +244,12 @@ def _recipe(args):
     from biper_keras.training import Recipe, Stage
 
     defaults = Recipe()
+    if not Recipe(kernel_quantizer=args.quantizer).two_stage:  # the rule: one stage, one value
+        for name in ("epochs", "lr", "weight_decay", "tau"):
+            text = getattr(args, name)
+            if text is not None and "," in str(text):
+                raise CommandError(f"--{name.replace('_', '-')} {text}: --quantizer {args.quantizer} trains one "
+                                   f"stage (only biper has two): give one value")
     # `is not None`: an empty value (an unset shell variable) is an error, not the default.
     epochs = _pair(args.epochs, int, "epochs") if args.epochs is not None else [defaults.stage1.epochs, defaults.stage2.epochs]
     if min(epochs) <= 0:
@@ -383,8 +389,9 @@ def _quickstart(args):
         speed = f"{s['images_per_second']:.0f} images/s" if s.get("images_per_second") else "resumed"
         print(f"{stage}: test accuracy {s['test_accuracy']:.3f} on {data.test_size} images ({speed})")
     _after_training(out, out / "stage2", True, True)
-    print("Next: train on your data with `biper-keras train --data PATH --out runs/x` "
-          "(PATH/{train,test}/<class>/*.jpg or a tensorflow-datasets name).")
+    print("Next: a short trial on your data, `biper-keras train --data PATH --epochs 10,5 --out runs/x` "
+          "(PATH/{train,test}/<class>/*.jpg or a tensorflow-datasets name); without --epochs it runs "
+          "the paper's 600+300-epoch schedule (days on a CPU): train prints its plan and an ETA first.")
 
 
 def _summary(args):

@@ -412,7 +412,7 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
     global batch. For repeatable runs call `make_deterministic(recipe.seed)` before
     building `data`. Returns the summary dict.
     """
-    from biper_keras import run_folder
+    from biper_keras import progress, run_folder
 
     recipe.validate()
     if not getattr(data, "train_size", 0) or not getattr(data, "test_size", 0):
@@ -431,6 +431,9 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
     summary_path = out / "summary.json"
     summary = (run_folder.read_json(summary_path) if resume else None) or {}
     steps_per_epoch = max(1, math.ceil(data.train_size / recipe.batch_size))
+    planned = [(s, (recipe.stage1 if s == 1 else recipe.stage2).epochs) for s in stages]
+    if verbose:
+        print(progress.plan_text(planned, steps_per_epoch, recipe.batch_size, data.train_size))
 
     def commit(stage, model, fit):
         # summary.json, not model.keras, marks a stage done: a run stopped during the
@@ -486,7 +489,9 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
                 data.train, validation_data=data.test, epochs=settings.epochs, initial_epoch=initial_epoch,
                 shuffle=False,  # the pipeline shuffles
                 verbose=verbose,
-                callbacks=[*callbacks, *annealing, *_log_callbacks(folder), EpochCheckpoint(folder, stage)],
+                callbacks=[*callbacks, *annealing, *_log_callbacks(folder), EpochCheckpoint(folder, stage),
+                           *([progress.Eta(stage, settings.epochs, sum(n for s, n in planned if s > stage))]
+                             if verbose else [])],
             ).history
         seconds = time.perf_counter() - start
         if any(isinstance(q, BNNPlusPlus) for q in annealed_quantizers(model)):

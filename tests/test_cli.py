@@ -177,6 +177,8 @@ def test_train_one_stage_then_resume_finds_it_done(tmp_path):
             "--limit", "100", "--out", str(out))
     result = run(*args)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert ("plan: stage 2 1 epoch; 2 steps per epoch (100 images, batch 50), 2 steps in all" in result.stdout)
+    assert "stage 2 epoch 1/1 took " in result.stdout and "for the 0 epochs left (ETA " in result.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stage2"]["epochs"] == 1 and "stage1" not in summary
     assert (out / "stage2" / "model.keras").exists() and (out / "model.tflite").exists()
@@ -206,6 +208,9 @@ def test_train_one_stage_then_resume_finds_it_done(tmp_path):
         (("--limit", "0"), "--limit must be >= 1"),
         (("--omega", "1e39"), "`omega` must be representable in float32"),
         (("--batch-size", "0"), "`batch_size` must be an integer > 0"),
+        # A one-stage binarizer takes one value per setting (a second was silently ignored).
+        (("--quantizer", "ste_sign", "--epochs", "2,1"), "--epochs 2,1: --quantizer ste_sign trains one stage"),
+        (("--quantizer", "bnn", "--lr", "0.1,0.2"), "--lr 0.1,0.2: --quantizer bnn trains one stage"),
     ],
 )
 def test_train_bad_input(tmp_path, extra, message, capsys):
@@ -371,3 +376,22 @@ def test_help_and_qe_curve_import_no_tensorflow_of_their_own(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[-2] == "[]"
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eta_after_the_first_epoch_counts_the_later_stages(monkeypatch):
+    from biper_keras import progress
+
+    clock = iter([100.0, 100.0 + 120.0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    lines = []
+    eta = progress.Eta(stage=1, epochs=600, epochs_after=300, print_fn=lines.append)
+    eta.on_epoch_begin(0)
+    eta.on_epoch_end(0)
+    eta.on_epoch_begin(1)  # later epochs print nothing
+    eta.on_epoch_end(1)
+    assert len(lines) == 1
+    # 120 s per epoch, 599 + 300 epochs left: 107,880 s = 30.0 h
+    assert lines[0].startswith("stage 1 epoch 1/600 took 2 min: about 30.0 h for the 899 epochs left (ETA ")
+    assert progress.plan_text([(1, 600), (2, 300)], 196, 256, 50000) == (
+        "plan: stage 1 600 epochs, stage 2 300 epochs; 196 steps per epoch (50,000 images, batch 256), "
+        "176,400 steps in all; time estimate after the first epoch")
