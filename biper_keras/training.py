@@ -5,14 +5,13 @@ import dataclasses
 import importlib.util
 import json
 import math
-import os
 import pathlib
 import re
-import tempfile
 import time
 
 import keras
 
+from biper_keras._files import atomic_write as _atomic_write
 from biper_keras.quantizers import BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
 from biper_keras.rebuild import rebuild
 
@@ -208,22 +207,6 @@ def _check_non_negative(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"Argument `{name}` must be a finite number >= 0. Received: {name}={value!r}.")
     return float(value)
-
-
-def _atomic_write(path, write):
-    """Calls `write(tmp_path)` and renames the result onto `path`: a reader (or a
-    resume after a kill) sees the old file or the new one, never half of one."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    base, suffix = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}-", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):

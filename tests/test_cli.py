@@ -182,6 +182,10 @@ def test_train_one_stage_then_resume_finds_it_done(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stage2"]["epochs"] == 1 and "stage1" not in summary
     assert (out / "stage2" / "model.keras").exists() and (out / "model.tflite").exists()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for written in ("summary.json", "model.tflite", "stage2/model.keras", "stage2/state.json"):
+        assert (out / written).stat().st_mode & 0o777 == 0o666 & ~mask, written  # not mkstemp's 0600
     conversion = json.loads((out / "conversion.json").read_text())
     assert conversion["ops"]["LceBconv2d"] == 18
     assert_one_line_error(run(*args), 3, "is not empty: pass resume=True")
@@ -395,3 +399,20 @@ def test_eta_after_the_first_epoch_counts_the_later_stages(monkeypatch):
     assert progress.plan_text([(1, 600), (2, 300)], 196, 256, 50000) == (
         "plan: stage 1 600 epochs, stage 2 300 epochs; 196 steps per epoch (50,000 images, batch 256), "
         "176,400 steps in all; time estimate after the first epoch")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
+    from biper_keras.convert import ConversionResult
+    from biper_keras.training import _atomic_write
+
+    previous = os.umask(umask)
+    try:
+        _atomic_write(tmp_path / "summary.json", lambda p: pathlib.Path(p).write_text("{}"))
+        ConversionResult(b"\0\0\0\0TFL3", "arm", {}, [], 0, None).save(tmp_path / "model.tflite")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "model.tflite").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "model.tflite").read_bytes() == b"\0\0\0\0TFL3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite", "summary.json"]  # no temporaries
