@@ -77,7 +77,7 @@ def test_qe_sweep_trains_once_per_omega(tmp_path):
         assert 0.0 <= r["qe"] <= 0.11 and 0.0 <= r["test_accuracy"] <= 1.0
     assert rows[0]["qe"] < rows[1]["qe"]  # a lower omega, a lower QE (rising branch)
     assert_one_line_error(run("qe", "sweep", "--omegas", "0,5", "--out", str(tmp_path / "x"), "--data", str(sample)),
-                    3, "--omegas must be > 0")
+                    3, "`omegas` must be finite numbers > 0")
 
 
 def test_version():
@@ -348,6 +348,8 @@ def test_help_shows_defaults_and_exit_codes(capsys):
     text = " ".join(result.stdout.split())
     assert "(default: 0.98)" in text and "(default: arm)" in text
     assert "3 bad input" in text and "6 LCE and Keras disagree" in text and "(default: None)" not in text
+    text = " ".join(run_cli_here(capsys, "train", "--help").stdout.split())
+    assert "(default: resnet20)" in text and "(default 600,300)" in text and "--seed SEED weights, shuffling, augmentation (default: 0)" in text
 
 
 def test_ratios_are_worded_for_their_direction():
@@ -416,3 +418,30 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
     assert (tmp_path / "model.tflite").stat().st_mode & 0o777 == mode
     assert (tmp_path / "model.tflite").read_bytes() == b"\0\0\0\0TFL3"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite", "summary.json"]  # no temporaries
+
+
+def test_train_with_the_device_cache(tmp_path, capsys, monkeypatch):
+    from biper_keras import device_data
+
+    calls = []
+    real = device_data.device_datasets
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(device_data, "device_datasets", spy)
+    out = tmp_path / "run"
+    result = run_cli_here(capsys, "train", "--data", str(SAMPLE), "--quantizer", "bnn", "--epochs", "1",
+                          "--batch-size", "50", "--limit", "100", "--cache", "device", "--no-convert",
+                          "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert calls == [{"batch_size": 50, "augment": "cifar", "normalize": "cifar10", "seed": 0,
+                      "limit_per_split": 100}]
+    model = keras.models.load_model(out / "stage2" / "model.keras")
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2  # 100 images, batch 50
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["stage2"]["test_accuracy"] <= 1.0
+    # ImageNet-style inputs need the tf.data pipeline (random resized crop, 224x224).
+    assert_one_line_error(run_cli_here(capsys, "train", "--data", "imagenet2012", "--cache", "device",
+                                       "--out", str(tmp_path / "x")), 3, "--cache device keeps CIFAR-sized images")

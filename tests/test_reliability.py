@@ -484,7 +484,7 @@ def test_empty_corrupt_and_unreadable_files_are_named_as_such(tmp_path, capsys, 
 
 
 def test_the_backend_option_is_removed_in_every_spelling():
-    from biper_keras.cli import _without_option
+    from biper_keras.relaunch import without_option as _without_option
 
     base = ["train", "--data", "d", "--out", "o"]
     for spelled in (["--backend", "jax"], ["--backend=jax"], ["--back", "jax"], ["--backend=jax"]):
