@@ -360,7 +360,7 @@ def _quickstart(args):
     _after_training(out, out / "stage2", True)
     print("Next: a short trial on your data, `biper-keras train --data PATH --epochs 10,5 --out runs/x` "
           "(PATH/{train,test}/<class>/*.jpg or a tensorflow-datasets name); without --epochs it runs "
-          "the paper's 600+300-epoch schedule (days on a CPU): train prints its plan and an ETA first.")
+          "the paper's 600+300-epoch schedule: train prints its plan first and an ETA after one epoch.")
 
 
 def _summary(args):
