@@ -34,9 +34,9 @@ def commands(args):
         # The paper's recipe (default lr, weight decay, tau), short budget.
         "biper": common + ["--epochs", f"{e1},{e2}", "--out", str(runs / "biper")],
         # One stage of e1 + e2 epochs with stage 1's lr and weight decay; no sin^2 term.
-        "ste_sign": common + ["--quantizer", "ste_sign", "--epochs", f"{e1},{e1 + e2}",
-                              "--lr", "0.021,0.021", "--weight-decay", "0.0016,0.0016",
-                              "--tau", "0,0", "--out", str(runs / "ste_sign")],
+        "ste_sign": common + ["--quantizer", "ste_sign", "--epochs", f"{e1 + e2}",
+                              "--lr", "0.021", "--weight-decay", "0.0016",
+                              "--tau", "0", "--out", str(runs / "ste_sign")],
     }
 
 

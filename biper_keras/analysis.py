@@ -273,11 +273,12 @@ class OmegaSweep:
         return "\n".join(lines)
 
 
-def omega_sweep(recipe, data, out_dir, omegas, *, verbose=2):
+def omega_sweep(recipe, data, out_dir, omegas, *, verbose=2, callbacks=()):
     """The omega_0 ablation (the paper's Figure 4): `training.train(recipe)` once per omega
     in `omegas`, each run in `out_dir/omega_<omega>`, then the QE report of its deployed
     model. A stopped sweep continues where it stopped (a run folder that has content is
-    resumed); `out_dir/sweep.json` is rewritten, atomically, after every omega.
+    resumed); `out_dir/sweep.json` is rewritten, atomically, after every omega. `callbacks`
+    go to every `train`.
     """
     # Imported here: the QE math above needs no training code (and no TensorFlow).
     from biper_keras.training import _atomic_write, train
@@ -292,7 +293,7 @@ def omega_sweep(recipe, data, out_dir, omegas, *, verbose=2):
         folder = out / f"omega_{omega:g}"
         resume = folder.exists() and any(folder.iterdir())
         summary = train(dataclasses.replace(recipe, omega=omega), data, folder, resume=resume,
-                        verbose=verbose)
+                        verbose=verbose, callbacks=callbacks)
         final = "stage2" if "stage2" in summary else "stage1"
         report = qe_report(keras.models.load_model(folder / final / "model.keras"))
         rows.append({"omega": omega, "test_accuracy": summary[final]["test_accuracy"],

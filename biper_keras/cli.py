@@ -8,11 +8,10 @@ import dataclasses
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 
-from biper_keras import interrupts
+from biper_keras import interrupts, relaunch
 
 # Exit codes: 2 bad command line (argparse), 3 bad input, 4 a file could not be
 # written or read (unwritable folder, full disk), 5 a binary conv did not fuse, 6 LCE
@@ -219,10 +218,15 @@ def _benchmark(args):
                   f"{r['median_ms']:>9.2f} {r['p90_ms']:>8.2f}")
     for n, b in report.get("best", {}).items():
         print(f"{n} thread(s): binary {b['binary_ms']:.2f} ms ({b['binary_option']}) vs float "
-              f"{b['float_ms']:.2f} ms ({b['float_option']}): {b['speedup']:.2f}x faster")
+              f"{b['float_ms']:.2f} ms ({b['float_option']}): binary {_times(b['speedup'], 'faster', 'slower')}")
     if "size_ratio" in report:
-        print(f"size: binary {report['binary_bytes'] / 1e6:.2f} MB, float {report['float_bytes'] / 1e6:.2f} MB "
-              f"({report['size_ratio']:.1f}x smaller)")
+        print(f"file size: binary {report['binary_bytes'] / 1e6:.2f} MB, float {report['float_bytes'] / 1e6:.2f} MB "
+              f"(binary file {_times(report['size_ratio'], 'smaller', 'larger')})")
+
+
+def _times(ratio, more, less):
+    """"1.56x faster" for ratio 1.56, "1.56x slower" for 0.64 (never "0.64x faster")."""
+    return f"{ratio:.2f}x {more}" if ratio >= 1 else f"{1 / ratio:.2f}x {less}"
 
 
 def _pair(text, cast, name):
@@ -239,6 +243,12 @@ def _recipe(args):
     from biper_keras.training import Recipe, Stage
 
     defaults = Recipe()
+    if not Recipe(kernel_quantizer=args.quantizer).two_stage:  # the rule: one stage, one value
+        for name in ("epochs", "lr", "weight_decay", "tau"):
+            text = getattr(args, name)
+            if text is not None and "," in str(text):
+                raise CommandError(f"--{name.replace('_', '-')} {text}: --quantizer {args.quantizer} trains one "
+                                   f"stage (only biper has two): give one value")
     # `is not None`: an empty value (an unset shell variable) is an error, not the default.
     epochs = _pair(args.epochs, int, "epochs") if args.epochs is not None else [defaults.stage1.epochs, defaults.stage2.epochs]
     if min(epochs) <= 0:
@@ -257,18 +267,26 @@ def _recipe(args):
 
 
 def _datasets(args, source):
-    from biper_keras.data import image_datasets
+    from biper_keras import data
 
-    imagenet_like = "imagenet" in str(source or "") or args.model.endswith("_imagenet")
-    return image_datasets(
-        source, batch_size=args.batch_size, download=args.download, limit_per_split=args.limit,
-        augment=None if args.no_augment else ("imagenet" if imagenet_like else "cifar"),
-        normalize="imagenet" if imagenet_like else "cifar10", eval_crop=0.875 if imagenet_like else 1.0,
-        image_size=(224, 224) if imagenet_like else None,
-    )
+    settings = data.preprocessing_for(source, args.model)
+    if args.no_augment:
+        settings["augment"] = None
+    if getattr(args, "cache", "memory") == "device":
+        if settings["augment"] == "imagenet" or settings["image_size"]:
+            raise CommandError(f"--cache device keeps CIFAR-sized images and knows the CIFAR augmentation only; "
+                               f"{source or args.model} calls for ImageNet's: drop --cache device")
+        if args.download:
+            raise CommandError("--cache device reads an image folder or a cifar10.bin blob: drop --download")
+        from biper_keras.device_data import device_datasets
+
+        return device_datasets(source, batch_size=args.batch_size, augment=settings["augment"],
+                               normalize=settings["normalize"], seed=args.seed, limit_per_split=args.limit)
+    return data.image_datasets(source, batch_size=args.batch_size, download=args.download,
+                               limit_per_split=args.limit, **settings)
 
 
-def _after_training(out, stage_folder, do_convert, do_benchmark):
+def _after_training(out, stage_folder, do_benchmark):
     """Converts (and times) the final model; a failure here is reported, not fatal:
     the trained model is already saved."""
     import keras
@@ -293,49 +311,12 @@ def _after_training(out, stage_folder, do_convert, do_benchmark):
         print(f"LCE interpreter, 1 thread: {b.median_ms:.2f} ms per image ({b.option})")
 
 
-def _maybe_other_backend(args):
-    import keras
-
-    if args.backend and args.backend != keras.backend.backend():
-        argv = _without_option(args.argv, "--backend")
-        env = {**os.environ, "KERAS_BACKEND": args.backend}
-        child = subprocess.Popen([sys.executable, "-m", "biper_keras.cli", *argv], env=env)
-        while True:
-            try:
-                return child.wait()
-            except KeyboardInterrupt as err:
-                # Ctrl-C reaches the whole process group, SIGTERM only this process: pass
-                # it on, and let the child stop at its own pace and report.
-                signum = getattr(err, "signum", signal.SIGINT)
-                del interrupts.received[:]
-                if signum != signal.SIGINT:
-                    child.send_signal(signum)
-    return None
-
-
-def _without_option(argv, option):
-    """`argv` without `option VALUE` / `option=VALUE` (or an abbreviation argparse accepted)."""
-    kept, skip = [], False
-    for i, a in enumerate(argv):
-        if skip:
-            skip = False
-            continue
-        if a == "--":
-            return kept + argv[i:]
-        key = a.split("=", 1)[0]
-        if len(key) > 2 and option.startswith(key):
-            skip = "=" not in a
-            continue
-        kept.append(a)
-    return kept
-
-
 def _train(args):
     import pathlib
 
     from biper_keras.training import train
 
-    code = _maybe_other_backend(args)
+    code = relaunch.on_backend(args.backend, args.argv)
     if code is not None:
         return code
     import keras
@@ -354,7 +335,7 @@ def _train(args):
     print(json.dumps({k: v for k, v in summary.items() if k != "recipe"}, indent=2))
     last = out / ("stage2" if (stages or (2,))[-1] == 2 else "stage1")
     if not args.no_convert:
-        _after_training(out, last, True, False)
+        _after_training(out, last, False)
 
 
 def _quickstart(args):
@@ -376,9 +357,10 @@ def _quickstart(args):
         s = summary[stage]
         speed = f"{s['images_per_second']:.0f} images/s" if s.get("images_per_second") else "resumed"
         print(f"{stage}: test accuracy {s['test_accuracy']:.3f} on {data.test_size} images ({speed})")
-    _after_training(out, out / "stage2", True, True)
-    print("Next: train on your data with `biper-keras train --data PATH --out runs/x` "
-          "(PATH/{train,test}/<class>/*.jpg or a tensorflow-datasets name).")
+    _after_training(out, out / "stage2", True)
+    print("Next: a short trial on your data, `biper-keras train --data PATH --epochs 10,5 --out runs/x` "
+          "(PATH/{train,test}/<class>/*.jpg or a tensorflow-datasets name); without --epochs it runs "
+          "the paper's 600+300-epoch schedule: train prints its plan first and an ETA after one epoch.")
 
 
 def _summary(args):
@@ -390,56 +372,39 @@ def _summary(args):
 
 
 def _qe_sweep(args):
-    """The omega ablation (paper Fig. 4): the recipe once per omega; accuracy, QE, b."""
-    import dataclasses
-    import pathlib
-
-    import keras
-    import numpy as np
-
     from biper_keras import analysis
-    from biper_keras.training import train
 
-    omegas = [float(v) for v in args.omegas.split(",")]
-    if min(omegas) <= 0:
-        raise CommandError(f"--omegas must be > 0, got {args.omegas!r}")
-    base = _recipe(args)
-    data = _datasets(args, args.data)
-    out = pathlib.Path(args.out)
-    rows = []
-    for omega in omegas:
-        recipe = dataclasses.replace(base, omega=omega)
-        folder = out / f"omega_{omega:g}"
-        summary = train(recipe, data, folder, resume=args.resume or folder.exists() and any(folder.iterdir()),
-                        verbose=2, callbacks=[interrupts.stop_on_signal()])
-        report = analysis.qe_report(keras.models.load_model(folder / "stage2" / "model.keras"))
-        rows.append({"omega": omega, "test_accuracy": summary["stage2"]["test_accuracy"],
-                     "b": float(np.mean([r["b"] for r in report])),
-                     "b_omega": float(np.mean([r["b_omega"] for r in report])),
-                     "qe": float(np.mean([r["empirical_qe"] for r in report])),
-                     "qe_analytic": float(np.mean([r["analytic_qe"] for r in report]))})
-        (out / "sweep.json").write_text(json.dumps(rows, indent=2))
-    print(f"{'omega':>7} {'test acc':>9} {'mean b':>9} {'b*omega':>8} {'mean QE':>8}")
-    for r in rows:
-        print(f"{r['omega']:>7g} {r['test_accuracy']:>9.4f} {r['b']:>9.5f} {r['b_omega']:>8.4f} {r['qe']:>8.5f}")
+    try:
+        omegas = [float(v) for v in args.omegas.split(",")]
+    except ValueError:
+        raise CommandError(f"--omegas: expected comma-separated numbers, got {args.omegas!r}")
+    sweep = analysis.omega_sweep(_recipe(args), _datasets(args, args.data), args.out, omegas,
+                                 callbacks=[interrupts.stop_on_signal()])
+    print(sweep.table())
 
 
-def _add_recipe_arguments(parser):
-    parser.add_argument("--model", default="resnet20")
-    parser.add_argument("--data", default=None, help="image folder (root/{train,test}/<class>/*) or a tfds name; default $BIPER_DATA_DIR")
-    parser.add_argument("--epochs", help="stage 1,stage 2 epochs (default 600,300)")
-    parser.add_argument("--lr", help="stage 1,stage 2 peak learning rates (default 0.021,0.0037)")
-    parser.add_argument("--weight-decay", help="stage 1,stage 2 (default 0.0016,0.00016)")
-    parser.add_argument("--weight-decay-mode", choices=["coupled", "decoupled"], default="coupled",
-                        help="coupled: PyTorch's SGD (wd*w added to the gradient, the authors' meaning; default); "
+def _add_recipe_arguments(parser, recipe):
+    s1, s2 = recipe.stage1, recipe.stage2
+    parser.add_argument("--model", default=recipe.model, help="a biper_keras.models name")
+    parser.add_argument("--data", default=None,
+                        help="image folder (root/{train,test}/<class>/*) or a tfds name; default $BIPER_DATA_DIR")
+    parser.add_argument("--epochs", help=f"stage 1,stage 2 epochs (default {s1.epochs},{s2.epochs}); "
+                                         "one value for a one-stage quantizer")
+    parser.add_argument("--lr", help=f"stage 1,stage 2 peak learning rates (default {s1.lr:g},{s2.lr:g})")
+    parser.add_argument("--weight-decay", help=f"stage 1,stage 2 (default {s1.weight_decay:g},{s2.weight_decay:g})")
+    parser.add_argument("--weight-decay-mode", choices=["coupled", "decoupled"], default=recipe.weight_decay_mode,
+                        help="coupled: PyTorch's SGD (wd*w added to the gradient, the authors' meaning); "
                              "decoupled: Keras's SGD(weight_decay=)")
-    parser.add_argument("--tau", help="sin^2 regularizer weights (default 0.037,0.0468; 0 disables)")
-    parser.add_argument("--input-quantizer", default="approx_sign")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--warmup-epochs", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tau", help=f"sin^2 regularizer weights (default {s1.tau:g},{s2.tau:g}; 0 disables)")
+    parser.add_argument("--input-quantizer", default=recipe.input_quantizer, help="activation binarizer")
+    parser.add_argument("--batch-size", type=int, default=recipe.batch_size, help="global batch")
+    parser.add_argument("--warmup-epochs", type=int, default=recipe.warmup_epochs, help="learning-rate warm-up")
+    parser.add_argument("--seed", type=int, default=recipe.seed, help="weights, shuffling, augmentation")
     parser.add_argument("--limit", type=int, help="use only the first N images of each split")
     parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--cache", choices=["memory", "device"], default="memory",
+                        help="decoded images in host memory (tf.data) or uint8 on the accelerator "
+                             "(biper_keras.device_data; CIFAR-sized images)")
     parser.add_argument("--download", action="store_true", help="let tensorflow-datasets download the data")
     parser.add_argument("--out", required=True)
     parser.add_argument("--resume", action="store_true", help="continue from the last complete epoch in --out")
@@ -459,10 +424,40 @@ def _exit_code(err):
     return EXIT_INPUT
 
 
-def build_parser():
-    from biper_keras import __version__
+EPILOG = ("exit codes: 0 done, 2 bad command line, 3 bad input, 4 a file could not be read or written, "
+          "5 a binary conv did not fuse, 6 LCE and Keras disagree, 130 Ctrl-C, 143 SIGTERM")
 
-    parser = argparse.ArgumentParser(prog="biper-keras", description="Binary networks with BiPer for Keras 3.")
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action):  # no "(default: None)" noise
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (its usage block would make two or more lines)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        kwargs.setdefault("epilog", EPILOG)
+        super().__init__(**kwargs)
+
+    def error(self, message):
+        self.exit(2, f"biper-keras: error: {self.prog.partition(' ')[2] or 'usage'}: {message} (see --help)\n")
+
+
+def _default(function, name):
+    import inspect
+
+    return inspect.signature(function).parameters[name].default
+
+
+def build_parser():
+    from biper_keras import __version__, convert
+    from biper_keras.training import Recipe
+
+    parser = _Parser(prog="biper-keras", description="Binary networks with BiPer for Keras 3.")
     parser.add_argument("--version", action="version", version=f"biper-keras {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -470,21 +465,25 @@ def build_parser():
     conv = commands.add_parser("convert", help="convert a .keras model to an LCE .tflite, with a report")
     conv.add_argument("model")
     conv.add_argument("-o", "--output", help="where to write the .tflite")
-    conv.add_argument("--target", choices=["arm", "xcore"], default="arm")
+    conv.add_argument("--target", choices=convert.TARGETS, default=_default(convert.convert, "target"),
+                      help="LCE target")
     conv.add_argument("--input-shape", type=_shape, help="fix the input shape, e.g. 1,224,224,3")
     conv.add_argument("--data", help=".npy inputs for the parity check (default: random)")
     conv.add_argument("--no-verify", action="store_true", help="skip the parity check")
     conv.add_argument("--allow-unfused", action="store_true",
                       help="convert even if a quantized conv did not become LceBconv2d")
-    conv.add_argument("--min-top1", type=float, default=0.98, help="parity: top-1 agreement needed")
-    conv.add_argument("--json", action="store_true")
+    conv.add_argument("--min-top1", type=float, default=_default(convert.convert, "min_top1"),
+                      help="parity: top-1 agreement needed")
+    conv.add_argument("--json", action="store_true", help="print the report as JSON")
     conv.set_defaults(run=_convert)
 
+    recipe = Recipe()
     tr = commands.add_parser("train", help="the two-stage BiPer recipe (or one stage with another binarizer)")
-    _add_recipe_arguments(tr)
-    tr.add_argument("--stage", choices=["both", "1", "2"], default="both")
-    tr.add_argument("--omega", type=float, default=20.0)
-    tr.add_argument("--quantizer", default="biper", help="weight binarizer: biper (two stages) or any registered name")
+    _add_recipe_arguments(tr, recipe)
+    tr.add_argument("--stage", choices=["both", "1", "2"], default="both", help="which stages to run")
+    tr.add_argument("--omega", type=float, default=recipe.omega, help="BiPer's omega_0")
+    tr.add_argument("--quantizer", default=recipe.kernel_quantizer,
+                    help="weight binarizer: biper (two stages) or any registered name (one stage)")
     tr.add_argument("--no-convert", action="store_true", help="stop at the .keras model")
     tr.add_argument("--backend", choices=["tensorflow", "jax", "torch"])
     tr.add_argument("--deterministic", action="store_true",
@@ -529,9 +528,9 @@ def build_parser():
     report.add_argument("--json", action="store_true")
     report.set_defaults(run=_qe_report)
     sweep = qe.add_parser("sweep", help="the omega ablation: train the BiPer recipe once per omega")
-    _add_recipe_arguments(sweep)
-    sweep.add_argument("--omegas", default="1,5,10,20,50")
-    sweep.set_defaults(run=_qe_sweep, quantizer="biper", omega=20.0)
+    _add_recipe_arguments(sweep, recipe)
+    sweep.add_argument("--omegas", default="1,5,10,20,50", help="the omega_0 values to train")
+    sweep.set_defaults(run=_qe_sweep, quantizer="biper", omega=recipe.omega)
     return parser
 
 

@@ -327,3 +327,13 @@ def image_datasets(source=None, *, batch_size=128, image_size=None, channels=3, 
         return ds.batch(max(1, min(batch_size, size)), drop_remainder=False).prefetch(tf.data.AUTOTUNE)
 
     return Datasets(finish(train, True), finish(test, False), classes, shape, n_train, n_test)
+
+
+def preprocessing_for(source=None, model=""):
+    """The input settings (`image_datasets` keywords) that a data source and a model name
+    call for: ImageNet's (random resized crop, ImageNet statistics, 0.875 center crop for
+    evaluation, 224x224) when either names ImageNet ("imagenet" in the source, a
+    `*_imagenet` model), CIFAR-10's (pad-4 crop + flip, CIFAR-10 statistics) otherwise."""
+    if "imagenet" in str(source or "").lower() or str(model).endswith("_imagenet"):
+        return {"augment": "imagenet", "normalize": "imagenet", "eval_crop": 0.875, "image_size": (224, 224)}
+    return {"augment": "cifar", "normalize": "cifar10", "eval_crop": 1.0, "image_size": None}

@@ -99,7 +99,8 @@ class ModelStats:
         lines.insert(len(lines) - 1, "-" * len(lines[0]))
         lines += [
             f"model size {self.memory_bytes / 1024:.2f} KiB, float32 equivalent {self.float32_bytes / 1024:.2f} KiB, "
-            f"compression {self.compression:.3f} ({1 / self.compression:.1f}x smaller)",
+            f"compression {self.compression:.3f} (parameter memory {1 / self.compression:.1f}x smaller; "
+            "a .tflite file also holds the graph)",
             f"binarized MACs: {self.binary_mac_ratio:.4f} of {self.total('macs_1bit') + self.total('macs_32bit'):,}",
         ]
         return "\n".join(lines)

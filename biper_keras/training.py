@@ -5,14 +5,13 @@ import dataclasses
 import importlib.util
 import json
 import math
-import os
 import pathlib
 import re
-import tempfile
 import time
 
 import keras
 
+from biper_keras._files import atomic_write as _atomic_write
 from biper_keras.optimizers import CoupledSGD
 from biper_keras.quantizers import DEFAULT_OMEGA, BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
 from biper_keras.rebuild import rebuild
@@ -254,22 +253,6 @@ def _check_non_negative(name, value):
     return float(value)
 
 
-def _atomic_write(path, write):
-    """Calls `write(tmp_path)` and renames the result onto `path`: a reader (or a
-    resume after a kill) sees the old file or the new one, never half of one."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    base, suffix = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{base}-", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves the whole model (weights and optimizer state) after every epoch.
 
@@ -473,7 +456,7 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
     global batch. For repeatable runs call `make_deterministic(recipe.seed)` before
     building `data`. Returns the summary dict.
     """
-    from biper_keras import run_folder
+    from biper_keras import progress, run_folder
 
     recipe.validate()
     if not getattr(data, "train_size", 0) or not getattr(data, "test_size", 0):
@@ -492,6 +475,9 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
     summary_path = out / "summary.json"
     summary = (run_folder.read_json(summary_path) if resume else None) or {}
     steps_per_epoch = max(1, math.ceil(data.train_size / recipe.batch_size))
+    planned = [(s, (recipe.stage1 if s == 1 else recipe.stage2).epochs) for s in stages]
+    if verbose:
+        print(progress.plan_text(planned, steps_per_epoch, recipe.batch_size, data.train_size))
 
     def commit(stage, model, fit):
         # summary.json, not model.keras, marks a stage done: a run stopped during the
@@ -546,7 +532,9 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
                 data.train, validation_data=data.test, epochs=settings.epochs, initial_epoch=initial_epoch,
                 shuffle=False,  # the pipeline shuffles
                 verbose=verbose,
-                callbacks=[*callbacks, *annealing, *_log_callbacks(folder), EpochCheckpoint(folder, stage)],
+                callbacks=[*callbacks, *annealing, *_log_callbacks(folder), EpochCheckpoint(folder, stage),
+                           *([progress.Eta(stage, settings.epochs, sum(n for s, n in planned if s > stage))]
+                             if verbose else [])],
             ).history
         seconds = time.perf_counter() - start
         if any(isinstance(q, BNNPlusPlus) for q in annealed_quantizers(model)):

@@ -77,7 +77,7 @@ def test_qe_sweep_trains_once_per_omega(tmp_path):
         assert 0.0 <= r["qe"] <= 0.11 and 0.0 <= r["test_accuracy"] <= 1.0
     assert rows[0]["qe"] < rows[1]["qe"]  # a lower omega, a lower QE (rising branch)
     assert_one_line_error(run("qe", "sweep", "--omegas", "0,5", "--out", str(tmp_path / "x"), "--data", str(sample)),
-                    3, "--omegas must be > 0")
+                    3, "`omegas` must be finite numbers > 0")
 
 
 def test_version():
@@ -177,9 +177,15 @@ def test_train_one_stage_then_resume_finds_it_done(tmp_path):
             "--limit", "100", "--out", str(out))
     result = run(*args)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert ("plan: stage 2 1 epoch; 2 steps per epoch (100 images, batch 50), 2 steps in all" in result.stdout)
+    assert "stage 2 epoch 1/1 took " in result.stdout and "for the 0 epochs left (ETA " in result.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stage2"]["epochs"] == 1 and "stage1" not in summary
     assert (out / "stage2" / "model.keras").exists() and (out / "model.tflite").exists()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for written in ("summary.json", "model.tflite", "stage2/model.keras", "stage2/state.json"):
+        assert (out / written).stat().st_mode & 0o777 == 0o666 & ~mask, written  # not mkstemp's 0600
     conversion = json.loads((out / "conversion.json").read_text())
     assert conversion["ops"]["LceBconv2d"] == 18
     assert_one_line_error(run(*args), 3, "is not empty: pass resume=True")
@@ -206,6 +212,9 @@ def test_train_one_stage_then_resume_finds_it_done(tmp_path):
         (("--limit", "0"), "--limit must be >= 1"),
         (("--omega", "1e39"), "`omega` must be representable in float32"),
         (("--batch-size", "0"), "`batch_size` must be an integer > 0"),
+        # A one-stage binarizer takes one value per setting (a second was silently ignored).
+        (("--quantizer", "ste_sign", "--epochs", "2,1"), "--epochs 2,1: --quantizer ste_sign trains one stage"),
+        (("--quantizer", "bnn", "--lr", "0.1,0.2"), "--lr 0.1,0.2: --quantizer bnn trains one stage"),
     ],
 )
 def test_train_bad_input(tmp_path, extra, message, capsys):
@@ -268,3 +277,171 @@ def test_a_trained_model_loads_in_a_fresh_process(tmp_path):
     from biper_keras.summary import summary
 
     assert json.loads(result.stdout)["params"] == summary(model, print_fn=None).params
+
+
+# --- the launcher: quiet TensorFlow start-up, one-line errors ------------------------
+
+
+def assert_only_line(result, code, text):
+    """Exit `code` and stderr exactly one line (no TensorFlow log, no usage block)."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == code and len(lines) == 1 and text in lines[0], (result.returncode, result.stderr)
+
+
+def test_launcher_error_is_one_line_without_tensorflow_logs(tmp_path):
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip at all")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "_BIPER_KERAS_QUIET_TF")}
+    env["KERAS_BACKEND"] = "tensorflow"
+    result = subprocess.run([sys.executable, "-m", "biper_keras_launcher", "convert", str(broken), "-o",
+                             str(tmp_path / "o.tflite")], env=env, capture_output=True, text=True, timeout=300)
+    assert_only_line(result, 3, "is not a .keras archive")
+    assert not (tmp_path / "o.tflite").exists()
+
+
+def test_launcher_asks_for_logs_only_when_the_user_did(monkeypatch):
+    import biper_keras_launcher as launcher
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.delenv(launcher._QUIET, raising=False)
+    assert not launcher._wants_logs(["convert", "m.keras"])
+    assert launcher._wants_logs(["--verbose", "convert", "m.keras"])
+    assert launcher._wants_logs(["--verb", "summary", "m.keras"])
+    assert not launcher._wants_logs(["--ve"])  # ambiguous with --version
+    assert not launcher._wants_logs(["qe", "curve", "--", "--verbose"])
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    assert launcher._wants_logs(["summary", "m.keras"])
+    monkeypatch.setenv(launcher._QUIET, "1")  # set by a parent CLI, not by the user
+    assert not launcher._wants_logs(["summary", "m.keras"])
+
+
+def test_launcher_ctrl_c_during_the_import_is_one_line_and_130(monkeypatch, capsys):
+    import importlib.abc
+
+    import biper_keras_launcher as launcher
+
+    class Interrupting(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "biper_keras.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "biper_keras.cli", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")  # keep this process's fd 2 alone
+    assert launcher.main(["summary", "m.keras"]) == 130
+    assert capsys.readouterr().err == "biper-keras: error: interrupted by SIGINT\n"
+
+
+@pytest.mark.parametrize("args, text", [
+    (("convert",), "convert: the following arguments are required: model"),
+    (("train", "--out", "x", "--stage", "3"), "train: argument --stage: invalid choice"),
+    (("frobnicate",), "invalid choice: 'frobnicate'"),
+])
+def test_usage_errors_are_one_line_with_exit_2(capsys, args, text):
+    assert_only_line(run_cli_here(capsys, *args), 2, text)
+
+
+def test_help_shows_defaults_and_exit_codes(capsys):
+    result = run_cli_here(capsys, "convert", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "(default: 0.98)" in text and "(default: arm)" in text
+    assert "3 bad input" in text and "6 LCE and Keras disagree" in text and "(default: None)" not in text
+    text = " ".join(run_cli_here(capsys, "train", "--help").stdout.split())
+    assert "(default: resnet20)" in text and "(default 600,300)" in text and "--seed SEED weights, shuffling, augmentation (default: 0)" in text
+
+
+def test_ratios_are_worded_for_their_direction():
+    from biper_keras.cli import _times
+
+    assert _times(1 / 0.64, "faster", "slower") == "1.56x faster"
+    assert _times(0.64, "faster", "slower") == "1.56x slower"  # not "0.64x faster"
+    assert _times(1.0, "smaller", "larger") == "1.00x smaller"
+
+
+NO_TENSORFLOW = """
+import contextlib, io, sys
+from biper_keras.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main(["--help"])
+    except SystemExit:
+        pass
+    assert main(["qe", "curve", "--b", "0.1", "-o", sys.argv[1]]) == 0
+print(sorted(m for m in ("tensorflow", "torch") if m in sys.modules))
+"""
+
+
+def test_help_and_qe_curve_import_no_tensorflow_of_their_own(tmp_path):
+    # On the TensorFlow backend `import keras` itself imports TensorFlow (so does
+    # `import biper_keras`): on JAX the CLI shows that it adds no TensorFlow import.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "jax"}
+    result = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, str(tmp_path / "c.png")], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == "[]"
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eta_after_the_first_epoch_counts_the_later_stages(monkeypatch):
+    from biper_keras import progress
+
+    clock = iter([100.0, 100.0 + 120.0])
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    lines = []
+    eta = progress.Eta(stage=1, epochs=600, epochs_after=300, print_fn=lines.append)
+    eta.on_epoch_begin(0)
+    eta.on_epoch_end(0)
+    eta.on_epoch_begin(1)  # later epochs print nothing
+    eta.on_epoch_end(1)
+    assert len(lines) == 1
+    # 120 s per epoch, 599 + 300 epochs left: 107,880 s = 30.0 h
+    assert lines[0].startswith("stage 1 epoch 1/600 took 2 min: about 30.0 h for the 899 epochs left (ETA ")
+    assert progress.plan_text([(1, 600), (2, 300)], 196, 256, 50000) == (
+        "plan: stage 1 600 epochs, stage 2 300 epochs; 196 steps per epoch (50,000 images, batch 256), "
+        "176,400 steps in all; time estimate after the first epoch")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
+    from biper_keras.convert import ConversionResult
+    from biper_keras.training import _atomic_write
+
+    previous = os.umask(umask)
+    try:
+        _atomic_write(tmp_path / "summary.json", lambda p: pathlib.Path(p).write_text("{}"))
+        ConversionResult(b"\0\0\0\0TFL3", "arm", {}, [], 0, None).save(tmp_path / "model.tflite")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "model.tflite").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "model.tflite").read_bytes() == b"\0\0\0\0TFL3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite", "summary.json"]  # no temporaries
+
+
+def test_train_with_the_device_cache(tmp_path, capsys, monkeypatch):
+    from biper_keras import device_data
+
+    calls = []
+    real = device_data.device_datasets
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(device_data, "device_datasets", spy)
+    out = tmp_path / "run"
+    result = run_cli_here(capsys, "train", "--data", str(SAMPLE), "--quantizer", "bnn", "--epochs", "1",
+                          "--batch-size", "50", "--limit", "100", "--cache", "device", "--no-convert",
+                          "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert calls == [{"batch_size": 50, "augment": "cifar", "normalize": "cifar10", "seed": 0,
+                      "limit_per_split": 100}]
+    model = keras.models.load_model(out / "stage2" / "model.keras")
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 2  # 100 images, batch 50
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0.0 <= summary["stage2"]["test_accuracy"] <= 1.0
+    # ImageNet-style inputs need the tf.data pipeline (random resized crop, 224x224).
+    assert_one_line_error(run_cli_here(capsys, "train", "--data", "imagenet2012", "--cache", "device",
+                                       "--out", str(tmp_path / "x")), 3, "--cache device keeps CIFAR-sized images")

@@ -73,9 +73,9 @@ def test_killed_and_terminated_runs_resume_without_losing_an_epoch(tmp_path):
     out = tmp_path / "run"
     folder = out / "stage2"
     epochs = 8
-    resume = ("--epochs", f"1,{epochs}", "--resume")
+    resume = ("--epochs", f"{epochs}", "--resume")
 
-    code, _ = _interrupt_after_progress(_start(out, "--epochs", f"1,{epochs}"), folder, signal.SIGKILL, rng)
+    code, _ = _interrupt_after_progress(_start(out, "--epochs", f"{epochs}"), folder, signal.SIGKILL, rng)
     assert code == -signal.SIGKILL, seed
     done = [_check_committed_state(folder)]
 
@@ -116,7 +116,7 @@ def test_ctrl_c_prints_the_resume_hint_and_exits_130(tmp_path, capsys, monkeypat
 
     monkeypatch.setattr(cli, "_train", interrupted)
     out = tmp_path / "run"
-    result = run_cli_here(capsys, *TRAIN, "--epochs", "1,2", "--out", str(out))
+    result = run_cli_here(capsys, *TRAIN, "--epochs", "2", "--out", str(out))
     assert_one_line_error(result, 128 + signal.SIGINT, f"interrupted by SIGINT; complete epochs are saved in {out}")
     assert "--resume" in result.stderr
 
@@ -137,7 +137,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, capsys, 
         return original_save(self, path, *args, **kwargs)
 
     monkeypatch.setattr(keras.Model, "save", save_then_disk_full)
-    result = run_cli_here(capsys, *TRAIN, "--epochs", "1,3", "--out", str(out))
+    result = run_cli_here(capsys, *TRAIN, "--epochs", "3", "--out", str(out))
     assert_one_line_error(result, 4, "No space left on device")
     folder = out / "stage2"
     assert read_state(folder)["epochs_done"] == 1
@@ -149,7 +149,7 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, capsys, 
 def test_unwritable_output_folder(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert_one_line_error(run_cli_here(capsys, *TRAIN, "--epochs", "1,1", "--out", str(blocker / "run")), 4, "Not a directory")
+    assert_one_line_error(run_cli_here(capsys, *TRAIN, "--epochs", "1", "--out", str(blocker / "run")), 4, "Not a directory")
 
 
 def test_corrupt_checkpoint_or_state_on_resume(tmp_path, capsys):
@@ -157,7 +157,7 @@ def test_corrupt_checkpoint_or_state_on_resume(tmp_path, capsys):
     folder.mkdir(parents=True)
     (folder / "state.json").write_text(json.dumps({"stage": 2, "epochs_done": 1, "checkpoint": "checkpoint-0001.keras"}))
     (folder / "checkpoint-0001.keras").write_bytes(b"PK\x03\x04 truncated")
-    args = (*TRAIN, "--epochs", "1,2", "--out", str(tmp_path / "run"), "--resume")
+    args = (*TRAIN, "--epochs", "2", "--out", str(tmp_path / "run"), "--resume")
     assert_one_line_error(run_cli_here(capsys, *args), 3, "could not be loaded")
     (folder / "state.json").write_text('{"stage": 2, "epo')
     assert_one_line_error(run_cli_here(capsys, *args), 3, "state.json is not valid JSON")
@@ -214,7 +214,7 @@ from biper_keras.cli import main
 weights = []
 for run in range(2):  # twice in one process: the CLI path with --deterministic
     out = f"{sys.argv[2]}/run{run}"
-    assert main(["train", "--data", sys.argv[1], "--quantizer", "bnn", "--epochs", "1,1", "--batch-size", "25",
+    assert main(["train", "--data", sys.argv[1], "--quantizer", "bnn", "--epochs", "1", "--batch-size", "25",
                  "--limit", "100", "--seed", "3", "--no-convert", "--deterministic", "--out", out]) == 0
     model = keras.models.load_model(f"{out}/stage2/model.keras")
     weights.append(model.get_weights())
@@ -307,7 +307,7 @@ def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     (out / "conversion.json").write_text('{"ops": {"LceBconv2d": 18}}')
     (out / "summary.json").write_text('{"stage2": {"test_accuracy": 0.91}}')
     before = {p.name: _sha(p) for p in out.iterdir()}
-    result = run_cli_here(capsys, *TRAIN, "--epochs", "1,1", "--out", str(out), "--resume")
+    result = run_cli_here(capsys, *TRAIN, "--epochs", "1", "--out", str(out), "--resume")
     assert_one_line_error(result, 3, "is not a training run")
     assert {p.name: _sha(p) for p in out.iterdir()} == before  # nothing written, nothing replaced
 
@@ -322,7 +322,7 @@ def test_a_malformed_state_is_an_error_and_keeps_the_checkpoints(tmp_path, capsy
     if state is not None:
         (folder / "state.json").write_text(state)
     before = _sha(checkpoint)
-    result = run_cli_here(capsys, *TRAIN, "--epochs", "1,3", "--out", str(tmp_path / "run"), "--resume")
+    result = run_cli_here(capsys, *TRAIN, "--epochs", "3", "--out", str(tmp_path / "run"), "--resume")
     expected = "has checkpoints but no state.json" if state is None else "state.json is not a training state"
     assert_one_line_error(result, 3, expected)
     assert _sha(checkpoint) == before and sorted(p.name for p in folder.iterdir()) == sorted(
@@ -421,7 +421,7 @@ def test_an_interrupt_swallowed_by_a_gc_callback_still_stops_the_run(tmp_path, c
 
     monkeypatch.setattr(training.EpochCheckpoint, "on_epoch_end", commit_then_signal)
     out = tmp_path / "run"
-    args = (*TRAIN, "--epochs", "1,2", "--out", str(out))
+    args = (*TRAIN, "--epochs", "2", "--out", str(out))
     dropped = []
     monkeypatch.setattr(sys, "unraisablehook", dropped.append)
     result = run_cli_here(capsys, *args)
@@ -436,7 +436,7 @@ def test_an_interrupt_swallowed_by_a_gc_callback_still_stops_the_run(tmp_path, c
 
     # The finished run: resuming it with another recipe or other classes is refused.
     summary = _sha(out / "summary.json")
-    for extra, message in [(("--epochs", "1,1"), "stage2.epochs 2 -> 1"),
+    for extra, message in [(("--epochs", "1"), "stage2.epochs 2 -> 1"),
                            (("--model", "vgg_small"), "model 'resnet20' -> 'vgg_small'")]:
         assert_one_line_error(run_cli_here(capsys, *args, *extra, "--resume"), 3, message)
     few = _sample_subset(tmp_path / "two-classes")
@@ -484,7 +484,7 @@ def test_empty_corrupt_and_unreadable_files_are_named_as_such(tmp_path, capsys, 
 
 
 def test_the_backend_option_is_removed_in_every_spelling():
-    from biper_keras.cli import _without_option
+    from biper_keras.relaunch import without_option as _without_option
 
     base = ["train", "--data", "d", "--out", "o"]
     for spelled in (["--backend", "jax"], ["--backend=jax"], ["--back", "jax"], ["--backend=jax"]):

@@ -2,8 +2,6 @@
 boundary of `biper_keras.convert._worker` as the JSON of `to_dict`)."""
 
 import dataclasses
-import os
-import tempfile
 
 
 class ConversionError(ValueError):
@@ -67,16 +65,13 @@ class ConversionResult:
 
     def save(self, path):
         """Writes the flatbuffer atomically (temporary file + rename)."""
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".tflite")
-        try:
-            with os.fdopen(fd, "wb") as f:
+        from biper_keras._files import atomic_write
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
                 f.write(self.flatbuffer)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+
+        atomic_write(path, write)
         return path
 
     def to_dict(self):
@@ -104,8 +99,8 @@ class ConversionResult:
 
     def table(self):
         lines = [f"target {self.target}: {self.size / 1024:.1f} KiB "
-                 f"(float32 parameters: {self.float32_size / 1024:.1f} KiB, "
-                 f"{self.float32_size / max(self.size, 1):.1f}x)"]
+                 f"(float32 parameters: {self.float32_size / 1024:.1f} KiB; the file is "
+                 f"{self.float32_size / max(self.size, 1):.1f}x smaller than them)"]
         lines.append("ops: " + ", ".join(f"{k} {v}" for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])))
         if self.layers:
             width = max(len(f.layer) for f in self.layers)

@@ -1,0 +1,67 @@
+"""Entry point of the `biper-keras` command, kept outside the `biper_keras` package.
+
+`import biper_keras` imports Keras, and Keras on the TensorFlow backend imports TensorFlow,
+which writes its start-up lines (oneDNN, CUDA drivers, cpu_feature_guard) straight to file
+descriptor 2 before its logging is set up: `TF_CPP_MIN_LOG_LEVEL` alone does not silence
+them (docs/stack-notes.md). This module sets the variable and points fd 2 at /dev/null only
+while the package is imported, unless the user asked for the logs (`--verbose`, or the
+variable already set). A Ctrl-C during that import (seconds) is the CLI's usual one line
+and exit 130, not a traceback.
+"""
+
+import contextlib
+import os
+import sys
+
+_QUIET = "_BIPER_KERAS_QUIET_TF"
+
+
+def _wants_logs(argv):
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    # argparse accepts an unambiguous abbreviation ("--verb"; "--ve" could be --version).
+    verbose = any(len(a) > 4 and "--verbose".startswith(a) for a in options)
+    # _QUIET marks a variable this module set (in a parent CLI): the user did not ask.
+    return verbose or ("TF_CPP_MIN_LOG_LEVEL" in os.environ and _QUIET not in os.environ)
+
+
+@contextlib.contextmanager
+def _fd2_to_devnull():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def quiet_import(argv):
+    """Imports and returns `biper_keras.cli`, silencing TensorFlow's start-up unless
+    `argv` asks for logs. The variable stays set, so the processes the CLI starts inherit
+    it (and import through this module too)."""
+    if _wants_logs(argv):
+        import biper_keras.cli as cli
+
+        return cli
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ[_QUIET] = "1"
+    with _fd2_to_devnull():  # an import error's traceback prints after the restore
+        import biper_keras.cli as cli
+    return cli
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli = quiet_import(argv)
+    except KeyboardInterrupt:
+        print("biper-keras: error: interrupted by SIGINT", file=sys.stderr)
+        return 130
+    return cli.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
