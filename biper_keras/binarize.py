@@ -7,6 +7,7 @@ layers replaced by quantized ones.
 """
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -48,6 +49,20 @@ def _why_not(layer):
         if layer.data_format != "channels_last":
             return "channels_first data format (LCE needs NHWC)"
     return ""
+
+
+def _is_relu(layer):
+    if isinstance(layer, keras.layers.ReLU):  # leaky or thresholded ones do pass negatives
+        return not layer.negative_slope and not layer.threshold
+    return getattr(getattr(layer, "activation", None), "__name__", None) == "relu"
+
+
+def _follows_relu(layer):
+    """Whether every input of `layer` is the output of a ReLU (a ReLU layer, an
+    Activation("relu"), or a conv/dense with activation="relu")."""
+    sources = [history.operation for node in layer._inbound_nodes for history in
+               (t._keras_history for t in node.input_tensors)]
+    return bool(sources) and all(_is_relu(source) for source in sources)
 
 
 def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_scale="channel",
@@ -108,6 +123,14 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
         return values
 
     binary = rebuild(model, to_quantized, weights)
+    after_relu = [name for name in sorted(chosen) if _follows_relu(model.get_layer(name))]
+    if after_relu:
+        warnings.warn(
+            f"binarize: the input of {', '.join(after_relu[:3])}"
+            f"{f' (and {len(after_relu) - 3} more)' if len(after_relu) > 3 else ''} comes from a ReLU: every value is >= 0, so "
+            "its binarized input is +1 almost everywhere and carries no information. Move the ReLU "
+            "after the binary conv (Bi-Real / BiPer blocks: conv -> BatchNorm -> add), or keep the layer.",
+            stacklevel=2)
     order = [l.name for l in model.layers]
     report = BinarizeReport(
         binarized=[n for n in order if n in chosen],

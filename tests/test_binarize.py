@@ -161,3 +161,26 @@ def test_float_twin_of_every_quantized_layer_carries_the_latent_weights(case):
     reference.build((None, *shape))
     reference.set_weights(latent)
     np.testing.assert_allclose(np.asarray(twin(data)), np.asarray(reference(data)), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("relu", [lambda: keras.layers.ReLU(), lambda: keras.layers.Activation("relu"), None])
+def test_binarize_warns_when_a_binarized_input_follows_a_relu(relu):
+    import warnings
+
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu" if relu is None else None, name="first")(x)
+    if relu is not None:
+        h = relu()(h)
+    h = keras.layers.Conv2D(8, 3, padding="same", name="middle")(h)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.Conv2D(8, 3, padding="same", name="after_bn")(h)
+    out = keras.layers.Conv2D(4, 1, name="last")(h)
+    with pytest.warns(UserWarning, match=r"input of middle comes from a ReLU") as caught:
+        binarize(keras.Model(x, out))
+    assert not any("after_bn" in str(w.message) for w in caught)
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.LeakyReLU(0.1)(keras.layers.Conv2D(8, 3, name="first")(x))
+    out = keras.layers.Conv2D(4, 1, name="last")(keras.layers.Conv2D(8, 3, name="middle")(h))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a leaky ReLU passes negatives: no warning
+        binarize(keras.Model(x, out))
