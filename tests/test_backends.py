@@ -21,9 +21,12 @@ def test_backend_suite(backend):
     }
     env.pop("TF_USE_LEGACY_KERAS", None)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
          "-o", "python_files=suite_*.py", f"--confcutdir={SUITE}", str(SUITE)],
         env=env, capture_output=True, text=True, timeout=900,
     )
-    assert result.returncode == 0, f"{backend} suite failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    # Name the checks that failed first (the nested run's short summary), then the detail.
+    failed = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    assert result.returncode == 0, (f"{backend} suite: {len(failed)} check(s) failed:\n" + "\n".join(failed)
+                                    + f"\n\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     assert " passed" in result.stdout and "failed" not in result.stdout.splitlines()[-1]

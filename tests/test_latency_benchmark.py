@@ -1,4 +1,5 @@
-"""LCE interpreter timing, the float twin, and the lce_benchmark_model driver/parser."""
+"""biper_keras.benchmark (the library module): LCE interpreter timing, the float twin, and the
+lce_benchmark_model driver/parser. The scripts in benchmarks/ are tested in test_benchmark_scripts.py."""
 
 import json
 import pathlib

@@ -1,3 +1,6 @@
+"""The scripts in benchmarks/ in their --quick modes and their report writers (the library
+module biper_keras.benchmark is tested in test_latency_benchmark.py)."""
+
 import json
 import os
 import pathlib
