@@ -115,7 +115,10 @@ def test_truncated_and_oversized_images_are_skipped_when_listing(tmp_path):
     jpeg.write_bytes(jpeg.read_bytes()[:300])  # a valid header, no end marker
     # A PNG whose header declares 100000 x 100000 pixels (a decompression bomb).
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
-    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
     (tmp_path / "train" / "dog" / "bomb.png").write_bytes(bomb)
     with pytest.warns(UserWarning, match=r"2 file\(s\) .* are not JPEG/PNG/BMP/GIF data, skipped .*truncated, or over"):

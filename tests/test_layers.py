@@ -231,9 +231,11 @@ def test_fused_batch_norm_matches_keras(center, scale):
     for layer in (ref, ours):
         layer.build(x.shape)
     if scale:
-        ref.gamma.assign(rng.uniform(0.5, 1.5, 6)); ours.gamma.assign(ref.gamma)
+        ref.gamma.assign(rng.uniform(0.5, 1.5, 6))
+        ours.gamma.assign(ref.gamma)
     if center:
-        ref.beta.assign(rng.normal(size=6)); ours.beta.assign(ref.beta)
+        ref.beta.assign(rng.normal(size=6))
+        ours.beta.assign(ref.beta)
     assert ours._can_fuse(x, True, None)
     results = []
     for layer in (ref, ours):
