@@ -66,29 +66,14 @@ def laplace_qe(b, omega):
     return float(qe) if qe.ndim == 0 else qe
 
 
-def _argmax_unimodal(f, lo, hi, tol=1e-13):
-    # Golden-section search; QE(x) rises then falls on [lo, hi].
-    g = (math.sqrt(5.0) - 1.0) / 2.0
-    a, b = lo, hi
-    c, d = b - g * (b - a), a + g * (b - a)
-    fc, fd = f(c), f(d)
-    while b - a > tol:
-        if fc > fd:
-            b, d, fd = d, c, fc
-            c = b - g * (b - a)
-            fc = f(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + g * (b - a)
-            fd = f(d)
-    x = 0.5 * (a + b)
-    return x, f(x)
-
-
 def laplace_qe_max():
     """(x*, QE*): where the Laplace QE peaks, located numerically (~(0.954882, 0.102835))."""
-    x, qe = _argmax_unimodal(lambda x: float(_qe_of_x(np.float64(x))), 0.1, 10.0)
-    return x, qe
+    from scipy.optimize import minimize_scalar
+
+    # QE(x) rises then falls on [0.1, 10]: a bounded scalar search finds its peak.
+    found = minimize_scalar(lambda x: -float(_qe_of_x(np.float64(x))), bounds=(0.1, 10.0), method="bounded",
+                            options={"xatol": 1e-12})
+    return float(found.x), -float(found.fun)
 
 
 def _weights(w):
@@ -108,15 +93,13 @@ def fit_laplace(weights):
     empirical CDF and the fitted Laplace CDF (0 = perfect fit; a sample of n draws
     from the fitted law typically gives about 0.9/sqrt(n)).
     """
-    w = np.sort(_weights(weights))
+    from scipy import stats
+
+    w = _weights(weights)
     b = float(np.mean(np.abs(w)))
     if b == 0.0:
         raise ValueError("Argument `weights` is all zeros: no Laplace scale can be fitted.")
-    cdf = np.where(w < 0, 0.5 * np.exp(w / b), 1.0 - 0.5 * np.exp(-w / b))
-    n = w.size
-    upper = np.arange(1, n + 1) / n - cdf
-    lower = cdf - np.arange(0, n) / n
-    return b, float(max(upper.max(), lower.max()))
+    return b, float(stats.kstest(w, stats.laplace(0.0, b).cdf).statistic)
 
 
 def empirical_qe(weights, omega):
@@ -132,16 +115,10 @@ def _x_for_qe(target):
             f"Argument `qe` must be in (0, {qe_star:.6f}) (the largest Laplace QE). "
             f"Received: qe={target!r}."
         )
-    lo, hi = 0.0, x_star  # QE rises on (0, x*): bisection on the rising branch
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mid == lo or mid == hi:
-            break
-        if _qe_of_x(np.float64(mid)) < target:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    from scipy.optimize import brentq
+
+    # QE rises on (0, x*): the root on that branch.
+    return float(brentq(lambda x: float(_qe_of_x(np.float64(x))) - target, 1e-12, x_star, xtol=1e-15, rtol=1e-15))
 
 
 def suggest_omega(weights=None, *, b=None, x=None, qe=None):
