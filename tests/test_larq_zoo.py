@@ -1,0 +1,160 @@
+"""Larq Zoo (larq-zoo 2.4.0) models move to Keras 3 with `from_larq`, convert as LCE
+converts the originals, and come back with `to_larq`; what cannot move is refused by
+name. QuickNetSmall and the small bridge checks run in the session's Larq process; the
+other models, ~25 s each, in one process of their own that only the slow tier starts."""
+
+import json
+import textwrap
+
+import pytest
+
+from shared_processes import LARQ_SCRIPTS, run_scripts, script_output
+
+MODEL = textwrap.dedent(
+    """
+    import json
+    from larq_zoo_cases import check_model
+    print("@@ZOO " + json.dumps(check_model(NAME)))
+    """
+)
+
+SLOW_MODELS = ("BinaryResNetE18", "BinaryDenseNet28", "BinaryDenseNet37", "BinaryDenseNet37Dilated",
+               "BinaryDenseNet45", "QuickNet", "QuickNetLarge", "BiRealNet", "BinaryAlexNet")
+# Models that do not move, and what the refusal must name (layer class, function).
+REFUSED = {
+    "XNORNet": ("(QuantConv2D)", "xnor_weight_scale"),
+    "DoReFaNet": ("(QuantConv2D)", "magnitude_aware_sign_unclipped"),
+    "RealToBinaryNet": ("(Lambda)", "'<lambda>'"),
+    "MeliusNet22": ("'stem_s1_groupconv_split' (Lambda)", "'<lambda>'"),
+}
+
+LARQ_SCRIPTS["zoo_QuickNetSmall"] = MODEL.replace("NAME", repr("QuickNetSmall"))
+LARQ_SCRIPTS["zoo_refusals"] = textwrap.dedent(
+    f"""
+    import json
+    from larq_zoo_cases import refusal
+    print("@@ZOO " + json.dumps({{name: refusal(name) for name in {sorted(REFUSED)!r}}}))
+    """
+)
+
+BRIDGE_DETAILS = textwrap.dedent(
+    """
+    import json, warnings
+    import numpy as np
+    import tensorflow as tf
+    import keras
+    import larq as lq
+    from biper_keras import larq_interop
+
+    out = {}
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
+
+    def refusal(model):
+        try:
+            larq_interop.from_larq(model)
+        except ValueError as err:
+            return str(err)
+
+    # A grouped conv, a frozen layer, weight_clip, LeakyReLU (alpha -> negative_slope),
+    # and the TF ops tf_keras records for x + y, x * y, x - y.
+    i = tf.keras.Input((8, 8, 4), name="image")
+    a = tf.keras.layers.Conv2D(8, 3, padding="same", groups=2, name="grouped")(i)
+    b = lq.layers.QuantConv2D(8, 1, kernel_quantizer="ste_sign", input_quantizer="ste_sign",
+                              kernel_constraint="weight_clip", trainable=False, name="frozen")(i)
+    h = tf.keras.layers.LeakyReLU(0.2, name="leaky")((a + b) * a - b)
+    h = tf.keras.layers.Concatenate(name="cat")([h, tf.keras.layers.Reshape((8, 8, 4), name="re")(
+        tf.keras.layers.Flatten(name="flat")(i))])
+    model = tf.keras.Model(i, tf.keras.layers.PReLU(name="prelu")(h))
+    model.get_layer("prelu").set_weights([np.random.default_rng(1).normal(size=(8, 8, 12))])
+    moved = larq_interop.from_larq(model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        y = np.asarray(moved(x))
+    out["warnings"] = [str(w.message) for w in caught]
+    out["diff"] = float(np.abs(y - model(x).numpy()).max())
+    out["scale"] = float(np.abs(y).max())
+    out["groups"] = moved.get_layer("grouped").groups
+    out["trainable"] = moved.get_layer("frozen").trainable
+    out["frozen_weights"] = len(moved.get_layer("frozen").trainable_weights)
+    out["clip"] = moved.get_layer("frozen").kernel_constraint.clip_value
+    out["slope"] = moved.get_layer("leaky").negative_slope
+    out["merges"] = sorted(type(l).__name__ for l in moved.layers if type(l).__name__ in ("Add", "Multiply", "Subtract"))
+    back = larq_interop.to_larq(moved)
+    out["back_diff"] = float(np.abs(back(x).numpy() - model(x).numpy()).max())
+    out["back_groups"] = back.get_layer("grouped").groups
+    out["back_trainable"] = back.get_layer("frozen").trainable
+    out["back_slope"] = float(back.get_layer("leaky").alpha)
+
+    # What cannot move: a TF op without a mapping, a Python Lambda, a function quantizer.
+    i = tf.keras.Input((8, 8, 4))
+    out["tf_op"] = refusal(tf.keras.Model(i, tf.pad(i, [[0, 0], [1, 1], [1, 1], [0, 0]])))
+    def halve(t):
+        return t / 2
+    out["lambda"] = refusal(tf.keras.Model(i, tf.keras.layers.Lambda(halve, name="half")(i)))
+    def my_sign(t):
+        return lq.quantizers.ste_sign(t)
+    out["function_quantizer"] = refusal(tf.keras.Sequential(
+        [i, lq.layers.QuantConv2D(4, 3, kernel_quantizer=my_sign, name="fq")]))
+    out["grouped_quant"] = refusal(tf.keras.Sequential(
+        [i, lq.layers.QuantConv2D(4, 3, groups=2, kernel_quantizer="ste_sign", name="gq")]))
+    print("@@ZOO " + json.dumps(out))
+    """
+)
+LARQ_SCRIPTS["zoo_bridge_details"] = BRIDGE_DETAILS
+
+
+def _parsed(stdout):
+    return json.loads(next(line for line in stdout.splitlines() if line.startswith("@@ZOO "))[6:])
+
+
+def check_moved(r):
+    """Every property the issue asks of a model that moves over."""
+    assert r["single_input"], r
+    assert r["logit_diff"] <= 1e-5 * r["logit_scale"], r
+    assert r["keras_vs_original"] <= 1e-5, r
+    assert r["bconv_ours"] >= r["bconv_lce"] > 0 and not r["unfused"], r
+    # Our flatbuffer computes what LCE's conversion of the Larq original computes.
+    assert r["tflite_vs_lce"] <= 1e-5 and r["argmax_same"], r
+    assert r["back_diff"] == 0.0 and r["back_logit_diff"] == 0.0, r
+    assert r["trainable_kept"], r
+    assert r["clips"] == r["original_clips"] == [1.25], r
+
+
+def test_quicknet_small_moves_over(larq_results):
+    check_moved(_parsed(script_output(larq_results[1], "zoo_QuickNetSmall")))
+
+
+@pytest.fixture(scope="module")
+def slow_zoo(tmp_path_factory):
+    scripts = {name: MODEL.replace("NAME", repr(name)) for name in SLOW_MODELS}
+    return run_scripts(scripts, tmp_path_factory.mktemp("zoo"), legacy=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SLOW_MODELS)
+def test_zoo_model_moves_over(slow_zoo, name):
+    check_moved(_parsed(script_output(slow_zoo, name)))
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_zoo_model_that_cannot_move_is_refused_by_name(larq_results, name):
+    message = _parsed(script_output(larq_results[1], "zoo_refusals"))[name]
+    assert message is not None, f"{name} moved: update the README table and test it as moved"
+    for part in REFUSED[name]:
+        assert part in message, message
+
+
+def test_bridge_carries_groups_trainable_constraint_and_tf_ops(larq_results):
+    r = _parsed(script_output(larq_results[1], "zoo_bridge_details"))
+    assert not [w for w in r["warnings"] if "structure" in w], r["warnings"]
+    assert r["diff"] <= 1e-5 * r["scale"] and r["scale"] > 0, r
+    assert r["groups"] == r["back_groups"] == 2, r
+    assert r["trainable"] is False and r["back_trainable"] is False and r["frozen_weights"] == 0, r
+    assert r["clip"] == 1.0, r
+    assert r["slope"] == pytest.approx(0.2) and r["back_slope"] == pytest.approx(0.2), r
+    assert r["merges"] == ["Add", "Multiply", "Subtract"], r
+    assert r["back_diff"] <= 1e-5 * r["scale"], r
+    assert "(TFOpLambda)" in r["tf_op"] and "pad" in r["tf_op"], r["tf_op"]
+    assert "'half' (Lambda)" in r["lambda"] and "'halve'" in r["lambda"], r["lambda"]
+    assert "'fq' (QuantConv2D)" in r["function_quantizer"] and "my_sign" in r["function_quantizer"], r
+    assert "'gq' (QuantConv2D)" in r["grouped_quant"] and "groups=2" in r["grouped_quant"], r
