@@ -19,11 +19,10 @@ MODEL = textwrap.dedent(
 )
 
 SLOW_MODELS = ("BinaryResNetE18", "BinaryDenseNet28", "BinaryDenseNet37", "BinaryDenseNet37Dilated",
-               "BinaryDenseNet45", "QuickNet", "QuickNetLarge", "BiRealNet", "BinaryAlexNet")
+               "BinaryDenseNet45", "QuickNet", "QuickNetLarge", "BiRealNet", "BinaryAlexNet",
+               "XNORNet", "DoReFaNet")
 # Models that do not move, and what the refusal must name (layer class, function).
 REFUSED = {
-    "XNORNet": ("(QuantConv2D)", "xnor_weight_scale"),
-    "DoReFaNet": ("(QuantConv2D)", "magnitude_aware_sign_unclipped"),
     "RealToBinaryNet": ("(Lambda)", "'<lambda>'"),
     "MeliusNet22": ("'stem_s1_groupconv_split' (Lambda)", "'<lambda>'"),
 }
@@ -36,6 +35,48 @@ LARQ_SCRIPTS["zoo_refusals"] = textwrap.dedent(
     print("@@ZOO " + json.dumps({{name: refusal(name) for name in {sorted(REFUSED)!r}}}))
     """
 )
+
+FUNCTIONS = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    import tensorflow as tf
+    import larq_zoo  # registers its functions
+    from biper_keras import larq_interop
+    from biper_keras.larq_interop import zoo
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, 0.8, size=(3, 3, 4, 5)).astype("float32")
+    x[0, 0, 0, :3] = [1.0, -1.0, 0.0]  # the clip bounds and sign(0)
+    upstream = rng.normal(size=x.shape).astype("float32")
+    out = {}
+    pairs = [(tf.keras.utils.get_custom_objects()[name], cls()) for name, cls in larq_interop.FUNCTION_QUANTIZERS.items()]
+    pairs += [(tf.keras.utils.get_custom_objects()[name], fn) for name, (_, fn) in zoo.FUNCTION_ACTIVATIONS.items()]
+    for original, ours in pairs:
+        values = {}
+        for side, f in (("larq_zoo", original), ("ours", ours)):
+            v = tf.Variable(x)
+            with tf.GradientTape() as tape:
+                y = f(v)
+            values[side] = (y.numpy(), tape.gradient(y, v, output_gradients=tf.constant(upstream)).numpy())
+        out[original.__name__] = {
+            "y": float(np.abs(values["larq_zoo"][0] - values["ours"][0]).max()),
+            "g": float(np.abs(values["larq_zoo"][1] - values["ours"][1]).max()),
+            "g_scale": float(np.abs(values["larq_zoo"][1]).max()),
+            "y_scale": float(np.abs(values["larq_zoo"][0]).max()),
+        }
+    print("@@ZOO " + json.dumps(out))
+    """
+)
+LARQ_SCRIPTS["zoo_functions"] = FUNCTIONS
+
+
+@pytest.mark.parametrize("name", ["xnor_weight_scale", "magnitude_aware_sign_unclipped", "clip_by_value_activation"])
+def test_zoo_function_has_a_keras3_twin(larq_results, name):
+    r = _parsed(script_output(larq_results[1], "zoo_functions"))[name]
+    assert r["y"] <= 1e-6 * r["y_scale"] and r["y_scale"] > 0, r
+    assert r["g"] <= 1e-6 * r["g_scale"] and r["g_scale"] > 0, r
+
 
 BRIDGE_DETAILS = textwrap.dedent(
     """
@@ -110,18 +151,26 @@ def _parsed(stdout):
 def check_moved(r):
     """Every property the issue asks of a model that moves over."""
     assert r["single_input"], r
-    assert r["logit_diff"] <= 1e-5 * r["logit_scale"], r
+    assert r["logit_diff"] <= 1e-5 * r["logit_scale"] and r["logit_scale"] > 0, r
     assert r["keras_vs_original"] <= 1e-5, r
+    assert r["back_diff"] == 0.0 and r["back_logit_diff"] == 0.0, r
+    original, moved, back = r["frozen"]
+    assert original == moved == back, r["frozen"]
+    original, moved, back = r["clips"]
+    assert original == moved == back, r["clips"]
+    if r["name"] == "DoReFaNet":
+        return
     assert r["bconv_ours"] >= r["bconv_lce"] > 0 and not r["unfused"], r
     # Our flatbuffer computes what LCE's conversion of the Larq original computes.
     assert r["tflite_vs_lce"] <= 1e-5 and r["argmax_same"], r
-    assert r["back_diff"] == 0.0 and r["back_logit_diff"] == 0.0, r
-    assert r["trainable_kept"], r
-    assert r["clips"] == r["original_clips"] == [1.25], r
 
 
 def test_quicknet_small_moves_over(larq_results):
-    check_moved(_parsed(script_output(larq_results[1], "zoo_QuickNetSmall")))
+    r = _parsed(script_output(larq_results[1], "zoo_QuickNetSmall"))
+    check_moved(r)
+    # Its blur pools are frozen DepthwiseConv2Ds; every binary conv has weight_clip(1.25).
+    assert len(r["frozen"][0]) == 3 and len(r["clips"][0]) == 17, r
+    assert {value for _, value in r["clips"][1]} == {1.25}, r["clips"]
 
 
 @pytest.fixture(scope="module")

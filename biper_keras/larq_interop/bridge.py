@@ -1,100 +1,11 @@
-"""Larq plugin: BiPer inside Larq's own tf_keras layers (TensorFlow only).
+"""The bridge: a model's architecture and weights on the other side, Keras 3 <-> Larq
+(tf_keras), from the model's config; what has no counterpart is refused by name."""
 
-    import os
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"   # before TensorFlow is imported
-    import larq as lq
-    from biper_keras import larq_interop
+from .plugin import import_larq, register
+from .zoo import (activation_from_larq, activation_to_larq, function_quantizer_from_larq,
+                  function_quantizer_to_larq)
 
-    larq_interop.register()
-    lq.layers.QuantConv2D(64, 3, kernel_quantizer="biper", input_quantizer="ste_sign")
-    lq.layers.QuantConv2D(64, 3, kernel_quantizer=larq_interop.BiPer(omega=20.0))
-
-Larq runs on tf_keras (Keras 2), which TensorFlow only hands out when
-`TF_USE_LEGACY_KERAS=1` is set before it is imported; larq is imported here lazily, so
-importing `biper_keras` never needs it. The quantizer math is the Keras 3 quantizer's own,
-run on TF tensors.
-"""
-
-import os
-
-__all__ = ["register", "import_larq", "to_larq", "from_larq"]
-
-_LEGACY_HINT = (
-    "Larq needs tf_keras (Keras 2): set the environment variable TF_USE_LEGACY_KERAS=1 "
-    "before TensorFlow is first imported (e.g. `TF_USE_LEGACY_KERAS=1 python ...`), "
-    "and install larq (pip install larq)."
-)
-
-_registered = {}
-
-
-def import_larq():
-    """Imports larq, or raises one ImportError that says how to make it importable."""
-    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
-        raise ImportError(f"Larq cannot be used in this process. {_LEGACY_HINT}")
-    try:
-        import larq
-    except (ImportError, AttributeError) as err:
-        # Without tf_keras larq fails with an AttributeError deep in its import.
-        raise ImportError(f"Larq could not be imported ({err}). {_LEGACY_HINT}") from err
-    return larq
-
-
-def _make_classes(lq):
-    import keras
-    import tensorflow as tf
-
-    from biper_keras import quantizers
-
-    if keras.backend.backend() != "tensorflow":
-        raise ImportError(
-            "The Larq plugin runs the quantizer math through Keras 3 ops on TensorFlow; "
-            f"this process has KERAS_BACKEND={keras.backend.backend()!r}. Unset it or "
-            "set KERAS_BACKEND=tensorflow."
-        )
-
-    class BiPer(lq.quantizers._BaseQuantizer):
-        __doc__ = quantizers.BiPer.__doc__
-
-        def __init__(self, omega=20.0, binarize=True, **kwargs):
-            # The Keras 3 quantizer validates the arguments and holds the math; only
-            # its bound method is kept, which tf_keras does not track as a dependency.
-            spec = quantizers.BiPer(omega=omega, binarize=binarize)
-            self.omega, self.binarize, self.precision = spec.omega, spec.binarize, spec.precision
-            self._quantize = spec.quantize_tensor
-            super().__init__(**kwargs)
-
-        def call(self, inputs):
-            # Read a variable outside the custom gradient (see Quantizer.call).
-            return super().call(self._quantize(tf.convert_to_tensor(inputs)))
-
-        def get_config(self):
-            return {**super().get_config(), "omega": self.omega, "binarize": self.binarize}
-
-    BiPer.__module__, BiPer.__qualname__ = __name__, "BiPer"
-    tf.keras.utils.get_custom_objects().update({"BiPer": BiPer, "biper": BiPer})
-    return {"BiPer": BiPer}
-
-
-def register():
-    """Registers `"biper"` / `BiPer` with Larq and tf_keras (idempotent).
-
-    Returns the dict of registered tf_keras quantizer classes.
-    """
-    if not _registered:
-        _registered.update(_make_classes(import_larq()))
-    return dict(_registered)
-
-
-def __getattr__(name):
-    # `larq_interop.BiPer` is the tf_keras class; it exists once larq can be imported.
-    if name == "BiPer":
-        return register()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# --- the bridge: the same architecture and weights on the other side ----------------
-
+__all__ = ["to_larq", "from_larq"]
 
 def _graph(model, tensor_inputs):
     """(edges [(layer name, [input layer names])] in order, inputs [(name, shape)],
@@ -302,15 +213,15 @@ def _no_counterpart(layer, side, why):
 
 
 def _generic_layer(layer, source_module, target_module, side, renamed):
-    """A layer of `_SAME_CONFIG` or a tf_keras TF-op layer on two tensors, from its config;
-    None for any other layer."""
+    """(class, arguments) of a layer of `_SAME_CONFIG` or a tf_keras TF-op layer on two
+    tensors, from its config; None for any other layer."""
     name = type(layer).__name__
     if name == "TFOpLambda":
         function = layer.get_config()["function"]
         if function not in _TF_OPS:
             raise _no_counterpart(layer, side, f"the TF op tf.{function} is not mapped (mapped: "
                                   + ", ".join(f"tf.{f}" for f in _TF_OPS) + ")")
-        return getattr(target_module, _TF_OPS[function])
+        return getattr(target_module, _TF_OPS[function]), {}
     if name in ("Lambda", "SlicingOpLambda"):
         function = getattr(getattr(layer, "function", None), "__name__", "?")
         raise _no_counterpart(layer, side, f"it runs the Python function {function!r}, which "
@@ -321,14 +232,15 @@ def _generic_layer(layer, source_module, target_module, side, renamed):
     for old, new in renamed.get(name, {}).items():
         if old in config:
             config[new] = config.pop(old)
-    return lambda **kwargs: getattr(target_module, name)(**config, **kwargs)
+    return getattr(target_module, name), config
 
 
 def _translate(model, source, target, modules, quantizer, side, graph, make_input, model_cls,
-               carry, renamed):
+               carry, renamed, activation):
     """Rebuilds `model` (whose layers are classified by `source`) with `target`'s classes;
     `modules` = (source, target) Keras layer modules for the generic layers;
-    `carry(obj, layer, arg)` maps initializers, constraints and regularizers."""
+    `carry(obj, layer, arg)` maps initializers, constraints and regularizers,
+    `activation(name)` activation names."""
 
     def make_layer(layer):
         keep = {"name": layer.name, "trainable": layer.trainable, "dtype": layer.dtype_policy.name}
@@ -343,7 +255,7 @@ def _translate(model, source, target, modules, quantizer, side, graph, make_inpu
                 + ", ".join(_SAME_CONFIG)
             )
         if generic is not None:
-            return _construct(layer, side, generic, keep)
+            return _construct(layer, side, generic[0], {**generic[1], **keep}, activation)
         args = _common_args(layer, kind)
         if kind in _QUANTIZER_ARGS:
             if getattr(layer, "alpha", None) is not None:
@@ -358,12 +270,17 @@ def _translate(model, source, target, modules, quantizer, side, graph, make_inpu
             unused = kind in ("qdepthwise", "qseparable", "depthwise") and arg.startswith("kernel_")
             if arg in config and not unused and getattr(layer, arg, None) is not None:
                 args[arg] = carry(getattr(layer, arg), layer, arg)
-        return _construct(layer, side, target[kind], {**args, **keep})
+        return _construct(layer, side, target[kind], {**args, **keep}, activation)
 
     return _rebuild_graph(model, graph, make_input, make_layer, model_cls)
 
 
-def _construct(layer, side, cls, kwargs):
+def _construct(layer, side, cls, kwargs, activation):
+    name = kwargs.get("activation")
+    if isinstance(name, dict) and name.get("class_name") == "function":
+        name = name["config"]  # Keras 3's form of a registered function
+    if isinstance(name, str):
+        kwargs["activation"] = activation(name)
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
@@ -398,6 +315,9 @@ def to_larq(model):
             return classes["BiPer"](omega=q.omega, binarize=q.binarize)
         if type(q).__name__ in _SHARED_QUANTIZERS and type(q) is getattr(quantizers, type(q).__name__):
             return getattr(lq.quantizers, type(q).__name__)(**_quantizer_args(q))
+        function = function_quantizer_to_larq(q)
+        if function is not None:
+            return function
         raise ValueError(f"Layer {layer.name!r}: quantizer {_quantizer_name(q)} has no Larq counterpart.")
 
     def carry(obj, layer, arg):
@@ -409,7 +329,7 @@ def to_larq(model):
         model, _layer_kinds(keras.layers, bl),
         _layer_kinds(tf.keras.layers, lq.layers), (keras.layers, tf.keras.layers), quantizer,
         "Larq/tf_keras", _graph(model, _keras3_inputs), lambda shape, name: tf.keras.Input(shape, name=name),
-        tf.keras.Model, carry, _RENAMED_KEYS,
+        tf.keras.Model, carry, _RENAMED_KEYS, activation_to_larq,
     )
 
 
@@ -435,6 +355,9 @@ def from_larq(model):
             return quantizers.BiPer(omega=q.omega, binarize=q.binarize)
         if type(q).__name__ in _SHARED_QUANTIZERS and type(q) is getattr(lq.quantizers, type(q).__name__):
             return getattr(quantizers, type(q).__name__)(**_quantizer_args(q))
+        mapped = function_quantizer_from_larq(q)
+        if mapped is not None:
+            return mapped
         raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}): quantizer "
                          f"{_quantizer_name(q)} has no biper_keras counterpart.")
 
@@ -448,4 +371,5 @@ def from_larq(model):
         _layer_kinds(keras.layers, bl, bl.BatchNormalization), (tf.keras.layers, keras.layers),
         quantizer, "biper_keras/Keras 3", _graph(model, _tf_keras_inputs), lambda shape, name: keras.Input(shape, name=name),
         keras.Model, carry, {k: {v: o for o, v in r.items()} for k, r in _RENAMED_KEYS.items()},
+        activation_from_larq,
     )
