@@ -158,9 +158,8 @@ def check_moved(r):
     assert original == moved == back, r["frozen"]
     original, moved, back = r["clips"]
     assert original == moved == back, r["clips"]
-    if r["name"] == "DoReFaNet":
-        return
-    assert r["bconv_ours"] >= r["bconv_lce"] > 0 and not r["unfused"], r
+    # DoReFaNet's 2-bit activations leave LCE nothing to fuse, in either conversion.
+    assert r["bconv_ours"] >= r["bconv_lce"] > (-1 if r["name"] == "DoReFaNet" else 0), r
     # Our flatbuffer computes what LCE's conversion of the Larq original computes.
     assert r["tflite_vs_lce"] <= 1e-5 and r["argmax_same"], r
 
@@ -169,7 +168,7 @@ def test_quicknet_small_moves_over(larq_results):
     r = _parsed(script_output(larq_results[1], "zoo_QuickNetSmall"))
     check_moved(r)
     # Its blur pools are frozen DepthwiseConv2Ds; every binary conv has weight_clip(1.25).
-    assert len(r["frozen"][0]) == 3 and len(r["clips"][0]) == 17, r
+    assert len(r["frozen"][0]) == 3 and len(r["clips"][0]) == 16 and not r["unfused"], r
     assert {value for _, value in r["clips"][1]} == {1.25}, r["clips"]
 
 

@@ -336,8 +336,13 @@ def to_larq(model):
 def from_larq(model):
     """Rebuilds a tf_keras/Larq functional or Sequential model with this package's
     Keras 3 layers and copies its weights; outputs agree on the same inputs. The
-    counterpart of `to_larq`: quantizers, `weight_clip` and Keras built-in
-    initializers/constraints/regularizers are mapped, anything else refused by name."""
+    counterpart of `to_larq`: quantizers, `weight_clip`, Keras built-in
+    initializers/constraints/regularizers, `trainable`, `groups` and the dtype policy are
+    carried; Larq Zoo's function quantizers and activations by their registered names
+    (`FUNCTION_QUANTIZERS`); tf_keras's TF-op layers for `x + y`, `x * y`, `x - y`,
+    maximum/minimum become merge layers. Anything else (a Python `Lambda`, another TF op,
+    an unregistered function) is a ValueError naming the layer, its class and the function.
+    A model with one input gets one input tensor, not a one-element list."""
     import keras
     import tensorflow as tf
 

@@ -19,9 +19,10 @@ class XnorWeightScale(Quantizer):
     """
 
     def quantize_tensor(self, x):
-        inside = ops.less_equal(ops.abs(x), 1.0)
-        # The gradient of clip_by_value in TensorFlow: 1 inside the bounds, included.
-        clipped = ops.where(inside, x, ops.stop_gradient(ops.clip(x, -1.0, 1.0)))
+        # Larq Zoo's clip_by_value, whose gradient on TensorFlow is 1 inside the bounds,
+        # bounds included (JAX passes half at exactly +-1). A where-based mask would be
+        # exact everywhere but keeps the converter from folding the 4096-wide kernels.
+        clipped = ops.clip(x, -1.0, 1.0)
         axes = tuple(range(len(x.shape) - 1))
         scale = ops.mean(ops.abs(clipped), axis=axes, keepdims=True)
         return scale * SteSign(clip_value=1.0).quantize_tensor(clipped)
