@@ -150,6 +150,10 @@ def _parsed(stdout):
 
 def check_moved(r):
     """Every property the issue asks of a model that moves over."""
+    # One line per model for the README's table (`pytest -s tests/test_larq_zoo.py`).
+    print(f"\nZOO {r['name']}: LceBconv2d {r.get('bconv_ours')} (LCE's conversion of the "
+          f"original: {r.get('bconv_lce')}), unfused {r.get('unfused')}, logits max|diff| "
+          f"{r['logit_diff']:.2g} of {r['logit_scale']:.3g}, flatbuffers max|diff| {r.get('tflite_vs_lce')}")
     assert r["single_input"], r
     assert r["logit_diff"] <= 1e-5 * r["logit_scale"] and r["logit_scale"] > 0, r
     assert r["keras_vs_original"] <= 1e-5, r
