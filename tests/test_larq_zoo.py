@@ -138,6 +138,11 @@ BRIDGE_DETAILS = textwrap.dedent(
         [i, lq.layers.QuantConv2D(4, 3, kernel_quantizer=my_sign, name="fq")]))
     out["grouped_quant"] = refusal(tf.keras.Sequential(
         [i, lq.layers.QuantConv2D(4, 3, groups=2, kernel_quantizer="ste_sign", name="gq")]))
+    out["slicing"] = refusal(tf.keras.Model(i, i[:, 1:]))
+    mixed = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3, dtype="mixed_bfloat16", name="mixed")])
+    moved_mixed = larq_interop.from_larq(mixed)
+    out["policy"] = moved_mixed.get_layer("mixed").dtype_policy.name
+    out["back_policy"] = larq_interop.to_larq(moved_mixed).get_layer("mixed").dtype_policy.name
     print("@@ZOO " + json.dumps(out))
     """
 )
@@ -196,7 +201,7 @@ def test_zoo_model_that_cannot_move_is_refused_by_name(larq_results, name):
         assert part in message, message
 
 
-def test_bridge_carries_groups_trainable_constraint_and_tf_ops(larq_results):
+def test_bridge_carries_groups_trainable_constraint_dtype_policy_and_tf_ops(larq_results):
     r = _parsed(script_output(larq_results[1], "zoo_bridge_details"))
     assert not [w for w in r["warnings"] if "structure" in w], r["warnings"]
     assert r["diff"] <= 1e-5 * r["scale"] and r["scale"] > 0, r
@@ -210,3 +215,5 @@ def test_bridge_carries_groups_trainable_constraint_and_tf_ops(larq_results):
     assert "'half' (Lambda)" in r["lambda"] and "'halve'" in r["lambda"], r["lambda"]
     assert "'fq' (QuantConv2D)" in r["function_quantizer"] and "my_sign" in r["function_quantizer"], r
     assert "'gq' (QuantConv2D)" in r["grouped_quant"] and "groups=2" in r["grouped_quant"], r
+    assert "(SlicingOpLambda)" in r["slicing"] and "slicing" in r["slicing"], r["slicing"]
+    assert r["policy"] == r["back_policy"] == "mixed_bfloat16", r

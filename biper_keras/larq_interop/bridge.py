@@ -222,7 +222,10 @@ def _generic_layer(layer, source_module, target_module, side, renamed):
             raise _no_counterpart(layer, side, f"the TF op tf.{function} is not mapped (mapped: "
                                   + ", ".join(f"tf.{f}" for f in _TF_OPS) + ")")
         return getattr(target_module, _TF_OPS[function]), {}
-    if name in ("Lambda", "SlicingOpLambda"):
+    if name == "SlicingOpLambda":
+        raise _no_counterpart(layer, side, "tensor slicing (x[...]) is not mapped; use a Keras "
+                              "layer (e.g. Cropping2D) in the Larq model")
+    if name == "Lambda":
         function = getattr(getattr(layer, "function", None), "__name__", "?")
         raise _no_counterpart(layer, side, f"it runs the Python function {function!r}, which "
                               "cannot be translated; rewrite it as Keras layers")
