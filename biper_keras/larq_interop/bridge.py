@@ -1,100 +1,11 @@
-"""Larq plugin: BiPer inside Larq's own tf_keras layers (TensorFlow only).
+"""The bridge: a model's architecture and weights on the other side, Keras 3 <-> Larq
+(tf_keras), from the model's config; what has no counterpart is refused by name."""
 
-    import os
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"   # before TensorFlow is imported
-    import larq as lq
-    from biper_keras import larq_interop
+from .plugin import import_larq, register
+from .zoo import (activation_from_larq, activation_to_larq, function_quantizer_from_larq,
+                  function_quantizer_to_larq)
 
-    larq_interop.register()
-    lq.layers.QuantConv2D(64, 3, kernel_quantizer="biper", input_quantizer="ste_sign")
-    lq.layers.QuantConv2D(64, 3, kernel_quantizer=larq_interop.BiPer(omega=20.0))
-
-Larq runs on tf_keras (Keras 2), which TensorFlow only hands out when
-`TF_USE_LEGACY_KERAS=1` is set before it is imported; larq is imported here lazily, so
-importing `biper_keras` never needs it. The quantizer math is the Keras 3 quantizer's own,
-run on TF tensors.
-"""
-
-import os
-
-__all__ = ["register", "import_larq", "to_larq", "from_larq"]
-
-_LEGACY_HINT = (
-    "Larq needs tf_keras (Keras 2): set the environment variable TF_USE_LEGACY_KERAS=1 "
-    "before TensorFlow is first imported (e.g. `TF_USE_LEGACY_KERAS=1 python ...`), "
-    "and install larq (pip install larq)."
-)
-
-_registered = {}
-
-
-def import_larq():
-    """Imports larq, or raises one ImportError that says how to make it importable."""
-    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
-        raise ImportError(f"Larq cannot be used in this process. {_LEGACY_HINT}")
-    try:
-        import larq
-    except (ImportError, AttributeError) as err:
-        # Without tf_keras larq fails with an AttributeError deep in its import.
-        raise ImportError(f"Larq could not be imported ({err}). {_LEGACY_HINT}") from err
-    return larq
-
-
-def _make_classes(lq):
-    import keras
-    import tensorflow as tf
-
-    from biper_keras import quantizers
-
-    if keras.backend.backend() != "tensorflow":
-        raise ImportError(
-            "The Larq plugin runs the quantizer math through Keras 3 ops on TensorFlow; "
-            f"this process has KERAS_BACKEND={keras.backend.backend()!r}. Unset it or "
-            "set KERAS_BACKEND=tensorflow."
-        )
-
-    class BiPer(lq.quantizers._BaseQuantizer):
-        __doc__ = quantizers.BiPer.__doc__
-
-        def __init__(self, omega=20.0, binarize=True, **kwargs):
-            # The Keras 3 quantizer validates the arguments and holds the math; only
-            # its bound method is kept, which tf_keras does not track as a dependency.
-            spec = quantizers.BiPer(omega=omega, binarize=binarize)
-            self.omega, self.binarize, self.precision = spec.omega, spec.binarize, spec.precision
-            self._quantize = spec.quantize_tensor
-            super().__init__(**kwargs)
-
-        def call(self, inputs):
-            # Read a variable outside the custom gradient (see Quantizer.call).
-            return super().call(self._quantize(tf.convert_to_tensor(inputs)))
-
-        def get_config(self):
-            return {**super().get_config(), "omega": self.omega, "binarize": self.binarize}
-
-    BiPer.__module__, BiPer.__qualname__ = __name__, "BiPer"
-    tf.keras.utils.get_custom_objects().update({"BiPer": BiPer, "biper": BiPer})
-    return {"BiPer": BiPer}
-
-
-def register():
-    """Registers `"biper"` / `BiPer` with Larq and tf_keras (idempotent).
-
-    Returns the dict of registered tf_keras quantizer classes.
-    """
-    if not _registered:
-        _registered.update(_make_classes(import_larq()))
-    return dict(_registered)
-
-
-def __getattr__(name):
-    # `larq_interop.BiPer` is the tf_keras class; it exists once larq can be imported.
-    if name == "BiPer":
-        return register()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# --- the bridge: the same architecture and weights on the other side ----------------
-
+__all__ = ["to_larq", "from_larq"]
 
 def _graph(model, tensor_inputs):
     """(edges [(layer name, [input layer names])] in order, inputs [(name, shape)],
@@ -141,8 +52,22 @@ def _keras3_inputs(node):
     return found
 
 
+def _tf_keras_tensor(value):
+    return (isinstance(value, (list, tuple)) and len(value) == 3 and isinstance(value[0], str)
+            and all(isinstance(v, int) for v in value[1:]))
+
+
 def _tf_keras_inputs(node):
-    return [t[0] for t in node]
+    """Layer names a tf_keras node reads: `[[name, node, tensor, kwargs], ...]`, or for a
+    TF-op layer one flat `[name, node, tensor, kwargs]` whose kwargs may hold tensors
+    (`x + y` is saved as x with `{"y": [name, 0, 0]}`)."""
+    entries = [node] if node and isinstance(node[0], str) else node
+    found = []
+    for entry in entries:
+        found.append(entry[0])
+        kwargs = entry[3] if len(entry) > 3 and isinstance(entry[3], dict) else {}
+        found += [v[0] for v in kwargs.values() if _tf_keras_tensor(v)]
+    return found
 
 
 def _rebuild_graph(model, graph, make_input, make_layer, model_cls):
@@ -155,41 +80,38 @@ def _rebuild_graph(model, graph, make_input, make_layer, model_cls):
         tensors[name] = new(args if len(args) > 1 else args[0])
         new.set_weights(layer.get_weights())
     outs = [tensors[n] for n in outputs]
-    return model_cls([tensors[n] for n, _ in inputs], outs if len(outs) > 1 else outs[0], name=model.name)
+    ins = [tensors[n] for n, _ in inputs]
+    return model_cls(ins if len(ins) > 1 else ins[0], outs if len(outs) > 1 else outs[0], name=model.name)
 
 
 def _common_args(layer, kind):
-    """Constructor arguments of the supported layers, which Keras 3 and tf_keras name
-    alike (activations serialize to the same names, e.g. "linear", "relu")."""
+    """Constructor arguments of the layers that need more than their config (weights with
+    initializers), which Keras 3 and tf_keras name alike (activations serialize to the
+    same names, e.g. "linear", "relu")."""
     c = layer.get_config()
-    if kind in ("conv", "dense") or kind in _QUANTIZER_ARGS:
-        args = {"activation": c["activation"], "use_bias": c["use_bias"]}
-        if kind in ("dense", "qdense"):
-            args.update(units=c["units"])
-            return args
-        args.update(kernel_size=tuple(c["kernel_size"]), strides=tuple(c["strides"]),
-                    padding=c["padding"], data_format=c["data_format"],
-                    dilation_rate=tuple(c["dilation_rate"]))
-        if kind in ("qdepthwise", "qseparable"):
-            args["depth_multiplier"] = c["depth_multiplier"]
-        if kind != "qdepthwise":
-            args["filters"] = c["filters"]
+    if kind == "prelu":
+        return {"shared_axes": c["shared_axes"]}
+    if kind == "bn":
+        args = {k: c[k] for k in ("axis", "momentum", "epsilon", "center", "scale")}
+        if isinstance(args["axis"], (list, tuple)):
+            args["axis"] = args["axis"][0] if len(args["axis"]) == 1 else list(args["axis"])
         return args
-    keys = {
-        "bn": ("axis", "momentum", "epsilon", "center", "scale"),
-        "relu": ("max_value", "negative_slope", "threshold"),
-        "activation": ("activation",),
-        "maxpool": ("pool_size", "strides", "padding", "data_format"),
-        "avgpool": ("pool_size", "strides", "padding", "data_format"),
-        "gap": ("data_format",),
-        "flatten": ("data_format",),
-        "dropout": ("rate",),
-        "zeropad": ("padding", "data_format"),
-        "add": (),
-    }[kind]
-    args = {k: c[k] for k in keys if k in c}
-    if kind == "bn" and isinstance(args.get("axis"), (list, tuple)):
-        args["axis"] = args["axis"][0] if len(args["axis"]) == 1 else list(args["axis"])
+    args = {"activation": c["activation"], "use_bias": c["use_bias"]}
+    if kind in ("dense", "qdense"):
+        args.update(units=c["units"])
+        return args
+    args.update(kernel_size=tuple(c["kernel_size"]), strides=tuple(c["strides"]),
+                padding=c["padding"], data_format=c["data_format"],
+                dilation_rate=tuple(c["dilation_rate"]))
+    if kind in ("qdepthwise", "qseparable", "depthwise"):
+        args["depth_multiplier"] = c["depth_multiplier"]
+    if kind not in ("qdepthwise", "depthwise"):
+        args["filters"] = c["filters"]
+    if c.get("groups", 1) != 1:
+        if kind != "conv":
+            raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}): groups={c['groups']} "
+                             "is only carried for a float Conv2D.")
+        args["groups"] = c["groups"]
     return args
 
 
@@ -204,6 +126,22 @@ _QUANTIZER_ARGS = {
 _QUANTIZED_CLASSES = {"qdepthwise": "QuantDepthwiseConv2D", "qseparable": "QuantSeparableConv2D",
                       "qconv1d": "QuantConv1D", "qconv": "QuantConv2D", "qdense": "QuantDense"}
 
+# Layers without initialized weights whose config means the same in Keras 3 and tf_keras:
+# rebuilt from the config (renamed keys: Keras 3 name -> tf_keras name).
+_SAME_CONFIG = ("Activation", "ReLU", "Softmax", "ELU", "LeakyReLU", "Flatten", "Reshape",
+                "Permute", "RepeatVector", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
+                "Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+                "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
+                "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D",
+                "GlobalMaxPooling2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
+                "Cropping2D", "UpSampling1D", "UpSampling2D")
+_RENAMED_KEYS = {"LeakyReLU": {"negative_slope": "alpha"}}
+
+# tf_keras's records of TF ops on two tensors (`x + y`, tf.multiply(x, y), ...): the
+# Keras 3 merge layer that computes the same.
+_TF_OPS = {"__operators__.add": "Add", "math.add": "Add", "math.multiply": "Multiply",
+           "math.subtract": "Subtract", "math.maximum": "Maximum", "math.minimum": "Minimum"}
+
 
 def _layer_kinds(layers_module, quantized_module, batch_norm=None):
     """The bridge's layer kinds -> classes of one side. Quantized layers come first:
@@ -211,10 +149,8 @@ def _layer_kinds(layers_module, quantized_module, batch_norm=None):
     m = layers_module
     return {
         **{kind: getattr(quantized_module, name) for kind, name in _QUANTIZED_CLASSES.items()},
-        "conv": m.Conv2D, "dense": m.Dense,
-        "bn": batch_norm or m.BatchNormalization, "relu": m.ReLU, "activation": m.Activation,
-        "maxpool": m.MaxPooling2D, "avgpool": m.AveragePooling2D, "gap": m.GlobalAveragePooling2D,
-        "flatten": m.Flatten, "add": m.Add, "dropout": m.Dropout, "zeropad": m.ZeroPadding2D,
+        "depthwise": m.DepthwiseConv2D, "conv": m.Conv2D, "dense": m.Dense,
+        "bn": batch_norm or m.BatchNormalization, "prelu": m.PReLU,
     }
 
 
@@ -226,12 +162,18 @@ _CARRIED = ("kernel_initializer", "bias_initializer", "kernel_constraint", "bias
             "pointwise_constraint", "depthwise_regularizer", "pointwise_regularizer",
             "beta_initializer", "gamma_initializer", "moving_mean_initializer",
             "moving_variance_initializer", "beta_regularizer", "gamma_regularizer",
-            "beta_constraint", "gamma_constraint")
+            "beta_constraint", "gamma_constraint", "alpha_initializer", "alpha_regularizer",
+            "alpha_constraint")
 
 # Larq quantizers that exist under the same class name and arguments on both sides.
 _SHARED_QUANTIZERS = ("SteSign", "ApproxSign", "SwishSign", "MagnitudeAwareSign", "SteHeaviside",
                       "SteTern", "DoReFa", "NoOp")
 _LAYER_KEYS = ("name", "trainable", "dtype")
+
+
+def _quantizer_name(q):
+    # A plain-function quantizer (Larq Zoo's xnor_weight_scale) by its own name.
+    return getattr(q, "__name__", None) or f"{type(q).__name__}"
 
 
 def _quantizer_args(q):
@@ -247,6 +189,10 @@ def _carry(obj, layer, arg, side, target_get, clip_class):
     if name in ("WeightClip", "weight_clip"):
         return clip_class(obj.clip_value)
     module = type(obj).__module__
+    if callable(obj) and name == "function" and arg.endswith("_initializer"):
+        # A plain-function initializer (Larq Zoo's fixed blur kernels) only made the
+        # weights, which are copied; the rebuilt layer keeps its default initializer.
+        return None
     if module.startswith(("keras", "tf_keras")):
         config = obj.get_config()
         # Keras 3 added arguments tf_keras lacks (e.g. GlorotUniform's `input_axes`);
@@ -262,19 +208,57 @@ def _carry(obj, layer, arg, side, target_get, clip_class):
     raise ValueError(f"Layer {layer.name!r}: {arg}={name} has no {side} counterpart ({reason}).")
 
 
-def _translate(model, source, target, quantizer, side, graph, make_input, model_cls, carry):
+def _no_counterpart(layer, side, why):
+    return ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) has no {side} counterpart: {why}.")
+
+
+def _generic_layer(layer, source_module, target_module, side, renamed):
+    """(class, arguments) of a layer of `_SAME_CONFIG` or a tf_keras TF-op layer on two
+    tensors, from its config; None for any other layer."""
+    name = type(layer).__name__
+    if name == "TFOpLambda":
+        function = layer.get_config()["function"]
+        if function not in _TF_OPS:
+            raise _no_counterpart(layer, side, f"the TF op tf.{function} is not mapped (mapped: "
+                                  + ", ".join(f"tf.{f}" for f in _TF_OPS) + ")")
+        return getattr(target_module, _TF_OPS[function]), {}
+    if name == "SlicingOpLambda":
+        raise _no_counterpart(layer, side, "tensor slicing (x[...]) is not mapped; use a Keras "
+                              "layer (e.g. Cropping2D) in the Larq model")
+    if name == "Lambda":
+        function = getattr(getattr(layer, "function", None), "__name__", "?")
+        raise _no_counterpart(layer, side, f"it runs the Python function {function!r}, which "
+                              "cannot be translated; rewrite it as Keras layers")
+    if name not in _SAME_CONFIG or type(layer) is not getattr(source_module, name, None):
+        return None
+    config = {k: v for k, v in layer.get_config().items() if k not in _LAYER_KEYS}
+    for old, new in renamed.get(name, {}).items():
+        if old in config:
+            config[new] = config.pop(old)
+    return getattr(target_module, name), config
+
+
+def _translate(model, source, target, modules, quantizer, side, graph, make_input, model_cls,
+               carry, renamed, activation):
     """Rebuilds `model` (whose layers are classified by `source`) with `target`'s classes;
-    `carry(obj, layer, arg)` maps initializers, constraints and regularizers."""
+    `modules` = (source, target) Keras layer modules for the generic layers;
+    `carry(obj, layer, arg)` maps initializers, constraints and regularizers,
+    `activation(name)` activation names."""
 
     def make_layer(layer):
+        keep = {"name": layer.name, "trainable": layer.trainable, "dtype": layer.dtype_policy.name}
+        generic = _generic_layer(layer, *modules, side, renamed)
         kind = next((kind for kind, cls in source.items() if isinstance(layer, cls)), None)
-        if kind is None:
-            raise ValueError(
-                f"Layer {layer.name!r} ({type(layer).__name__}) has no {side} counterpart: the "
-                "bridge supports Conv2D, Dense, Larq's quantized layers (QuantConv1D, QuantConv2D, "
-                "QuantDepthwiseConv2D, QuantSeparableConv2D, QuantDense), BatchNormalization, "
-                "ReLU, Activation, pooling, Flatten, Add, Dropout and ZeroPadding2D."
+        if generic is None and kind is None:
+            raise _no_counterpart(
+                layer, side, "the bridge maps Conv2D, DepthwiseConv2D, Dense, PReLU, "
+                "BatchNormalization, Larq's quantized layers (QuantConv1D, QuantConv2D, "
+                "QuantDepthwiseConv2D, QuantSeparableConv2D, QuantDense), tf_keras's two-tensor "
+                "TF ops (" + ", ".join(sorted(set(_TF_OPS.values()))) + ") and "
+                + ", ".join(_SAME_CONFIG)
             )
+        if generic is not None:
+            return _construct(layer, side, generic[0], {**generic[1], **keep}, activation)
         args = _common_args(layer, kind)
         if kind in _QUANTIZER_ARGS:
             if getattr(layer, "alpha", None) is not None:
@@ -286,12 +270,25 @@ def _translate(model, source, target, quantizer, side, graph, make_input, model_
         for arg in _CARRIED:
             # Only what the layer's own config lists; tf_keras's depthwise/separable
             # convs also list `kernel_*` arguments that no weight uses.
-            unused = kind in ("qdepthwise", "qseparable") and arg.startswith("kernel_")
+            unused = kind in ("qdepthwise", "qseparable", "depthwise") and arg.startswith("kernel_")
             if arg in config and not unused and getattr(layer, arg, None) is not None:
                 args[arg] = carry(getattr(layer, arg), layer, arg)
-        return target[kind](name=layer.name, **args)
+        return _construct(layer, side, target[kind], {**args, **keep}, activation)
 
     return _rebuild_graph(model, graph, make_input, make_layer, model_cls)
+
+
+def _construct(layer, side, cls, kwargs, activation):
+    name = kwargs.get("activation")
+    if isinstance(name, dict) and name.get("class_name") == "function":
+        name = name["config"]  # Keras 3's form of a registered function
+    if isinstance(name, str):
+        kwargs["activation"] = activation(name)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:
+        # e.g. an activation function registered only on one side.
+        raise _no_counterpart(layer, side, str(err)) from err
 
 
 def to_larq(model):
@@ -321,7 +318,10 @@ def to_larq(model):
             return classes["BiPer"](omega=q.omega, binarize=q.binarize)
         if type(q).__name__ in _SHARED_QUANTIZERS and type(q) is getattr(quantizers, type(q).__name__):
             return getattr(lq.quantizers, type(q).__name__)(**_quantizer_args(q))
-        raise ValueError(f"Layer {layer.name!r}: quantizer {type(q).__name__} has no Larq counterpart.")
+        function = function_quantizer_to_larq(q)
+        if function is not None:
+            return function
+        raise ValueError(f"Layer {layer.name!r}: quantizer {_quantizer_name(q)} has no Larq counterpart.")
 
     def carry(obj, layer, arg):
         get = {"initializer": tf.keras.initializers.get, "constraint": tf.keras.constraints.get,
@@ -330,17 +330,22 @@ def to_larq(model):
 
     return _translate(
         model, _layer_kinds(keras.layers, bl),
-        _layer_kinds(tf.keras.layers, lq.layers), quantizer,
+        _layer_kinds(tf.keras.layers, lq.layers), (keras.layers, tf.keras.layers), quantizer,
         "Larq/tf_keras", _graph(model, _keras3_inputs), lambda shape, name: tf.keras.Input(shape, name=name),
-        tf.keras.Model, carry,
+        tf.keras.Model, carry, _RENAMED_KEYS, activation_to_larq,
     )
 
 
 def from_larq(model):
     """Rebuilds a tf_keras/Larq functional or Sequential model with this package's
     Keras 3 layers and copies its weights; outputs agree on the same inputs. The
-    counterpart of `to_larq`: quantizers, `weight_clip` and Keras built-in
-    initializers/constraints/regularizers are mapped, anything else refused by name."""
+    counterpart of `to_larq`: quantizers, `weight_clip`, Keras built-in
+    initializers/constraints/regularizers, `trainable`, `groups` and the dtype policy are
+    carried; Larq Zoo's function quantizers and activations by their registered names
+    (`FUNCTION_QUANTIZERS`); tf_keras's TF-op layers for `x + y`, `x * y`, `x - y`,
+    maximum/minimum become merge layers. Anything else (a Python `Lambda`, another TF op,
+    an unregistered function) is a ValueError naming the layer, its class and the function.
+    A model with one input gets one input tensor, not a one-element list."""
     import keras
     import tensorflow as tf
 
@@ -358,7 +363,11 @@ def from_larq(model):
             return quantizers.BiPer(omega=q.omega, binarize=q.binarize)
         if type(q).__name__ in _SHARED_QUANTIZERS and type(q) is getattr(lq.quantizers, type(q).__name__):
             return getattr(quantizers, type(q).__name__)(**_quantizer_args(q))
-        raise ValueError(f"Layer {layer.name!r}: quantizer {type(q).__name__} has no biper_keras counterpart.")
+        mapped = function_quantizer_from_larq(q)
+        if mapped is not None:
+            return mapped
+        raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}): quantizer "
+                         f"{_quantizer_name(q)} has no biper_keras counterpart.")
 
     def carry(obj, layer, arg):
         get = {"initializer": keras.initializers.get, "constraint": keras.constraints.get,
@@ -367,7 +376,8 @@ def from_larq(model):
 
     return _translate(
         model, _layer_kinds(tf.keras.layers, lq.layers),
-        _layer_kinds(keras.layers, bl, bl.BatchNormalization), quantizer,
-        "biper_keras/Keras 3", _graph(model, _tf_keras_inputs), lambda shape, name: keras.Input(shape, name=name),
-        keras.Model, carry,
+        _layer_kinds(keras.layers, bl, bl.BatchNormalization), (tf.keras.layers, keras.layers),
+        quantizer, "biper_keras/Keras 3", _graph(model, _tf_keras_inputs), lambda shape, name: keras.Input(shape, name=name),
+        keras.Model, carry, {k: {v: o for o, v in r.items()} for k, r in _RENAMED_KEYS.items()},
+        activation_from_larq,
     )

@@ -1,0 +1,100 @@
+"""Larq Zoo models through the bridge, run in a TF_USE_LEGACY_KERAS=1 process: each
+`check_model` result is a JSON-able dict that tests/test_larq_zoo.py asserts on."""
+
+import numpy as np
+
+SOTA = ("QuickNet", "QuickNetSmall", "QuickNetLarge")
+# Models whose stride-32 trunk and 6x6 head need more than 64x64.
+INPUT_SIZE = {"XNORNet": 224}
+
+
+def build(name):
+    import larq_zoo
+
+    module = larq_zoo.sota if name in SOTA else larq_zoo.literature
+    size = INPUT_SIZE.get(name, 64)
+    return getattr(module, name)(weights=None, input_shape=(size, size, 3), num_classes=10)
+
+
+def randomize_tf_keras_batch_norms(model, rng):
+    """What biper_keras.convert.randomize_batch_norms does, on tf_keras's BatchNormalization."""
+    import tensorflow as tf
+
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            n = layer.moving_mean.shape[0]
+            if layer.scale:
+                layer.gamma.assign(rng.uniform(0.5, 1.5, n))
+            if layer.center:
+                layer.beta.assign(rng.normal(0.0, 0.3, n))
+            layer.moving_mean.assign(rng.normal(0.0, 0.3, n))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
+
+
+def _logits(model, x):
+    """The output before the final softmax (an Activation layer in every Zoo model)."""
+    last = model.layers[-1]
+    assert type(last).__name__ == "Activation" and last.get_config()["activation"] == "softmax", last
+    inner = type(model)(model.input, model.layers[-2].output)
+    return np.asarray(inner(x, training=False))
+
+
+def _tflite(flatbuffer, x):
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    return np.asarray(Interpreter(flatbuffer).predict(x))
+
+
+def check_model(name, samples=2):
+    """from_larq, logits, convert() vs LCE's conversion of the original, to_larq back."""
+    import larq_compute_engine as lce
+
+    from biper_keras import larq_interop
+    from biper_keras.convert import convert, op_histogram
+
+    original = build(name)
+    randomize_tf_keras_batch_norms(original, np.random.default_rng(0))
+    size = INPUT_SIZE.get(name, 64)
+    x = np.random.default_rng(1).normal(size=(samples, size, size, 3)).astype("float32")
+    moved = larq_interop.from_larq(original)
+    logits = _logits(original, x)
+    back = larq_interop.to_larq(moved)
+    report = {
+        "name": name,
+        "single_input": type(moved.input).__name__ == "KerasTensor",
+        "logit_scale": float(np.abs(logits).max()),
+        "logit_diff": float(np.abs(_logits(moved, x) - logits).max()),
+        "keras_vs_original": float(np.abs(np.asarray(moved(x)) - original(x).numpy()).max()),
+        "back_diff": float(np.abs(back(x).numpy() - original(x).numpy()).max()),
+        "back_logit_diff": float(np.abs(_logits(back, x) - logits).max()),
+        "frozen": [[l.name for l in m.layers if not l.trainable] for m in (original, moved, back)],
+        "clips": [_clips(m) for m in (original, moved, back)],
+    }
+    reference = lce.convert_keras_model(original)
+    result = convert(moved, verify=False, strict=False)
+    ours, theirs = _tflite(result.flatbuffer, x), _tflite(reference, x)
+    report.update(
+        bconv_ours=int(result.ops.get("LceBconv2d", 0)),
+        bconv_lce=int(op_histogram(reference).get("LceBconv2d", 0)),
+        unfused=[f.layer for f in result.unfused],
+        tflite_vs_lce=float(np.abs(ours - theirs).max()),
+        argmax_same=bool((ours.argmax(-1) == theirs.argmax(-1)).all()),
+    )
+    return report
+
+
+def _clips(model):
+    """(layer, clip value) of every kernel constraint, the value None if not a WeightClip."""
+    return [[l.name, getattr(l.kernel_constraint, "clip_value", None)] for l in model.layers
+            if getattr(l, "kernel_constraint", None) is not None]
+
+
+def refusal(name):
+    """The error from_larq gives for a model it cannot move (None if it moved)."""
+    from biper_keras import larq_interop
+
+    try:
+        larq_interop.from_larq(build(name))
+    except ValueError as err:
+        return str(err)
+    return None
