@@ -149,3 +149,21 @@ LARQ_SCRIPTS["plugin_bridge"] = BRIDGE
 
 def test_round_trip_keras3_larq_keras3_keeps_outputs(larq_results):
     assert "BRIDGE-OK" in script_output(larq_results[1], "plugin_bridge")
+
+
+def test_importing_larq_interop_registers_biper_with_larq():
+    """Larq's convention: defining (here: importing) the quantizer registers it."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import larq as lq\n"
+        "import biper_keras.larq_interop\n"
+        "q = lq.quantizers.get('biper')\n"
+        "print(type(q).__name__, q.omega)\n"
+    )
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split()[-2:] == ["BiPer", "20.0"]
