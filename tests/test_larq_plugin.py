@@ -131,7 +131,11 @@ BRIDGE = textwrap.dedent(
     np.testing.assert_allclose(back.predict(xs, verbose=0), expected, atol=1e-5)
 
     for bad, name in [(HardTanh(name="htanh"), "htanh"),
-                      (bk.QuantConv2D(4, 3, kernel_quantizer="biper", kernel_scale="channel", name="scaled"), "scaled")]:
+                      (bk.QuantConv2D(4, 3, kernel_quantizer="biper", kernel_scale="channel", name="scaled"), "scaled"),
+                      (bk.QuantConv2D(4, 3, padding="same", kernel_quantizer="biper", normalize_inputs=True,
+                                      name="normalized"), "normalized"),
+                      (bk.QuantConv2D(4, 3, padding="same", kernel_quantizer="biper", symmetric_padding=True,
+                                      name="symmetric"), "symmetric")]:
         m = keras.Sequential([keras.Input((8, 8, 3)), bad])
         try:
             larq_interop.to_larq(m)

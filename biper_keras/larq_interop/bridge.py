@@ -263,6 +263,9 @@ def _translate(model, source, target, modules, quantizer, side, graph, make_inpu
         if kind in _QUANTIZER_ARGS:
             if getattr(layer, "alpha", None) is not None:
                 raise ValueError(f"Layer {layer.name!r}: kernel_scale='channel' has no Larq counterpart.")
+            for option in ("normalize_inputs", "symmetric_padding"):  # the authors' options (#19)
+                if getattr(layer, option, False):
+                    raise ValueError(f"Layer {layer.name!r}: {option}=True has no Larq counterpart.")
             args.update({arg: quantizer(getattr(layer, arg), layer) for arg in _QUANTIZER_ARGS[kind]})
             if kind != "qdense":
                 args["pad_values"] = layer.pad_values
