@@ -24,7 +24,7 @@ from biper_keras.convert.parity import _keras_outputs
 def _small_bnn(dense_units=10):
     keras.utils.set_random_seed(0)
     binary = dict(padding="same", pad_values=1.0, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
-                  use_bias=False)
+                  kernel_constraint="weight_clip", use_bias=False)  # (no starving-weights warning)
     return keras.Sequential([
         keras.Input((8, 8, 3)),
         keras.layers.Conv2D(8, 3, padding="same", use_bias=False),
