@@ -11,6 +11,7 @@ import pytest
 SUITE = pathlib.Path(__file__).parent / "backend_suite"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_backend_suite(backend):
     env = {

@@ -12,6 +12,7 @@ import pytest
 SCRIPT = pathlib.Path(__file__).parents[1] / "benchmarks" / "train_step.py"
 
 
+@pytest.mark.slow
 def test_train_step_quick_mode_prints_the_ratios():
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     # TensorFlow, Larq and the PyTorch reference; JAX and torch run the same worker function.
@@ -29,6 +30,7 @@ def test_train_step_quick_mode_prints_the_ratios():
     assert len(reference) == 1 and "our best (tensorflow) / PyTorch reference = " in reference[0]
 
 
+@pytest.mark.slow
 def test_inference_quick_mode_prints_the_table():
     script = pathlib.Path(__file__).parents[1] / "benchmarks" / "inference.py"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
@@ -48,6 +50,7 @@ def _load(name):
     return module
 
 
+@pytest.mark.slow
 def test_input_pipeline_quick_mode(tmp_path, capsys):
     _load("input_pipeline").main(["--quick", "--out", str(tmp_path / "pipe.json")])
     result = json.loads((tmp_path / "pipe.json").read_text())
@@ -57,6 +60,7 @@ def test_input_pipeline_quick_mode(tmp_path, capsys):
     assert "| ResNet-20 BiPer training step consumes |" in (tmp_path / "pipe.md").read_text()
 
 
+@pytest.mark.slow
 def test_full_scale_quick_mode_extrapolates_from_the_measured_rate(tmp_path):
     _load("full_scale").main(["--quick", "--out", str(tmp_path / "full.json")])
     (row,) = json.loads((tmp_path / "full.json").read_text())["rows"]

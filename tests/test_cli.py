@@ -64,6 +64,7 @@ def test_qe_report_errors(tmp_path, capsys):
     assert_one_line_error(run_cli_here(capsys, "qe", "report", str(corrupt)), 3, "could not load")
 
 
+@pytest.mark.slow
 def test_qe_sweep_trains_once_per_omega(tmp_path):
     sample = pathlib.Path(__file__).parents[1] / "biper_keras" / "sample_data" / "cifar10"
     out = tmp_path / "sweep"
@@ -88,6 +89,7 @@ def test_version():
 # --- convert ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_convert_writes_tflite_and_reports(saved_model, tmp_path):
     path, _ = saved_model
     out = tmp_path / "m.tflite"
@@ -171,6 +173,7 @@ def test_benchmark_on_a_device_through_a_fake_binary(tmp_path):
 SAMPLE = pathlib.Path(__file__).parents[1] / "biper_keras" / "sample_data" / "cifar10"
 
 
+@pytest.mark.slow
 def test_train_one_stage_then_resume_finds_it_done(tmp_path):
     out = tmp_path / "run"
     args = ("train", "--data", str(SAMPLE), "--quantizer", "bnn", "--epochs", "1", "--batch-size", "50",
@@ -236,6 +239,7 @@ def test_train_without_data_says_how_to_point_at_it(tmp_path, capsys):
             os.environ["BIPER_DATA_DIR"] = env_backup
 
 
+@pytest.mark.slow
 def test_quickstart(tmp_path):
     result = run("quickstart", "--out", str(tmp_path / "qs"), "--epochs", "1")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -243,6 +247,7 @@ def test_quickstart(tmp_path):
     assert "ms per image" in result.stdout and (tmp_path / "qs" / "model.tflite").exists()
 
 
+@pytest.mark.slow
 def test_summary_command(saved_model, tmp_path):
     path, model = saved_model
     result = run("summary", str(path), "--json")
@@ -253,6 +258,7 @@ def test_summary_command(saved_model, tmp_path):
     assert_one_line_error(run("summary", str(tmp_path / "none.keras")), 3, "no such file")
 
 
+@pytest.mark.slow
 def test_train_on_another_backend(tmp_path):
     out = tmp_path / "jax"
     result = run("train", "--data", str(SAMPLE), "--quantizer", "ste_sign", "--epochs", "1", "--batch-size", "50",
@@ -420,6 +426,7 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite", "summary.json"]  # no temporaries
 
 
+@pytest.mark.slow
 def test_train_with_the_device_cache(tmp_path, capsys, monkeypatch):
     from biper_keras import device_data
 

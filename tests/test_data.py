@@ -27,6 +27,7 @@ def test_folder_pipeline_shapes_labels_and_normalization():
     assert np.sort(distance)[1] > 0.1  # and no other test image is close
 
 
+@pytest.mark.slow
 def test_cifar_augmentation_keeps_shape_and_changes_images():
     d = image_datasets(CIFAR_DIR, batch_size=16, limit_per_split=16, augment="cifar", shuffle=False, seed=1)
     plain = image_datasets(CIFAR_DIR, batch_size=16, limit_per_split=16, augment=None, shuffle=False)

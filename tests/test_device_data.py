@@ -134,6 +134,7 @@ def test_bad_arguments_name_themselves(kwargs, match):
         device_data.device_datasets(**kwargs)
 
 
+@pytest.mark.slow
 def test_trains_on_jax_with_tensorflow_unimportable(tmp_path):
     """The device path needs no TensorFlow: a GPU machine may have only JAX or torch."""
     script = f"""

@@ -5,6 +5,7 @@ import pathlib
 import subprocess
 import sys
 import textwrap
+import pytest
 
 SAMPLE = pathlib.Path(__file__).parents[1] / "biper_keras" / "sample_data" / "cifar10"
 
@@ -46,11 +47,13 @@ def _run(backend, distribute, tmp_path):
                           env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_tensorflow_mirrored_on_two_cpu_devices(tmp_path):
     result = _run("tensorflow", "mirrored", tmp_path)
     assert result.returncode == 0 and "DIST-OK" in result.stdout, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_jax_data_parallel_on_two_cpu_devices(tmp_path):
     result = _run("jax", "data-parallel", tmp_path)
     assert result.returncode == 0 and "DIST-OK" in result.stdout, result.stderr[-3000:]

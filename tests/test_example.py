@@ -3,10 +3,12 @@ import pathlib
 import re
 import subprocess
 import sys
+import pytest
 
 EXAMPLE = pathlib.Path(__file__).parents[1] / "examples" / "train_cifar_subset.py"
 
 
+@pytest.mark.slow
 def test_example_runs_in_smoke_mode():
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run([sys.executable, str(EXAMPLE), "--smoke"], env=env,

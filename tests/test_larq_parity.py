@@ -68,11 +68,13 @@ def larq_reference(larq_results):
     return folder
 
 
+@pytest.mark.slow
 def test_forward_and_gradient_equal_larq_on_tensorflow(larq_reference):
     reference = dict(np.load(larq_reference / "reference.npz"))
     assert mismatches(reference, value_and_vjp, quantizers) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_forward_and_gradient_equal_larq_on(backend, larq_reference, backend_results):
     out = script_output(backend_results(backend), "quantizer_parity")

@@ -104,6 +104,7 @@ FIT = textwrap.dedent(
 BACKEND_SCRIPTS["bop_fit"] = (FIT, ("tensorflow", "jax", "torch"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_bop_in_a_case_optimizer_learns_a_binary_teacher_in_fit(backend, backend_results):
     out = script_output(backend_results(backend), "bop_fit")

@@ -67,6 +67,7 @@ def _check_committed_state(folder, steps_per_epoch=2):
     return state["epochs_done"]
 
 
+@pytest.mark.slow
 def test_killed_and_terminated_runs_resume_without_losing_an_epoch(tmp_path):
     seed = random.randrange(10**6)
     rng = random.Random(seed)  # printed on failure, to replay the same kill points
@@ -124,6 +125,7 @@ def test_ctrl_c_prints_the_resume_hint_and_exits_130(tmp_path, capsys, monkeypat
 # --- disk and files ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     original_save = keras.Model.save
@@ -224,6 +226,7 @@ print("IDENTICAL" if same else "DIFFERENT", len(weights[0]), steps)
 """
 
 
+@pytest.mark.slow
 def test_two_deterministic_runs_give_identical_weights(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
     result = subprocess.run([sys.executable, "-c", DETERMINISM, str(SAMPLE), str(tmp_path)], env=env,
@@ -387,6 +390,7 @@ def test_truncated_or_garbage_tflite_is_refused_before_the_interpreter(tmp_path,
         time_tflite(flatbuffer[:3000], threads=(1,))
 
 
+@pytest.mark.slow
 def test_a_batch_larger_than_the_data_is_bounded_by_it(tmp_path, capsys):
     data = image_datasets(SAMPLE, batch_size=2**31 - 1, limit_per_split=16, augment=None)
     assert [len(y) for _, y in data.train] == [16] and [len(y) for _, y in data.test] == [16]

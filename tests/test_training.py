@@ -25,6 +25,7 @@ def tiny_recipe(e1=1, e2=1, **kw):
                   batch_size=50, warmup_epochs=1, **kw)
 
 
+@pytest.mark.slow
 def test_two_stages_stage2_starts_from_stage1(data, tmp_path):
     seen = {}
 
@@ -47,6 +48,7 @@ def test_two_stages_stage2_starts_from_stage1(data, tmp_path):
     assert log[0].startswith("epoch") and len(log) == 2
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_next_epoch_with_the_optimizer_state(data, tmp_path):
     class StopAfterFirstEpoch(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -132,6 +134,7 @@ def test_bad_recipes(recipe, match):
         recipe.validate()
 
 
+@pytest.mark.slow
 def test_bnn_pp_recipe_anneals_mu_and_ends_hard(data, tmp_path):
     recipe = tiny_recipe(e2=2, kernel_quantizer="bnn_pp")
     summary = train(recipe, data, tmp_path / "run", verbose=0)
