@@ -262,7 +262,8 @@ def _recipe(args):
     recipe = Recipe(model=args.model, kernel_quantizer=args.quantizer, input_quantizer=args.input_quantizer,
                     omega=args.omega, stage1=Stage(epochs[0], lr[0], wd[0], tau[0]),
                     stage2=Stage(epochs[1], lr[1], wd[1], tau[1]), batch_size=args.batch_size,
-                    warmup_epochs=args.warmup_epochs, seed=args.seed, weight_decay_mode=args.weight_decay_mode)
+                    warmup_epochs=args.warmup_epochs, seed=args.seed, weight_decay_mode=args.weight_decay_mode,
+                    precision=args.precision)
     return recipe.validate()
 
 
@@ -395,6 +396,8 @@ def _add_recipe_arguments(parser, recipe):
     parser.add_argument("--weight-decay-mode", choices=["coupled", "decoupled"], default=recipe.weight_decay_mode,
                         help="coupled: PyTorch's SGD (wd*w added to the gradient, the authors' meaning); "
                              "decoupled: Keras's SGD(weight_decay=)")
+    parser.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default=recipe.precision,
+                        help="Keras dtype policy (mixed: float32 latent weights and binary decisions; for GPUs)")
     parser.add_argument("--tau", help=f"sin^2 regularizer weights (default {s1.tau:g},{s2.tau:g}; 0 disables)")
     parser.add_argument("--input-quantizer", default=recipe.input_quantizer, help="activation binarizer")
     parser.add_argument("--batch-size", type=int, default=recipe.batch_size, help="global batch")

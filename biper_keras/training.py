@@ -21,6 +21,7 @@ __all__ = ["MuSchedule", "annealed_quantizers", "annealing_callbacks", "harden",
 
 _SCHEDULES = ("linear", "exponential")
 _WEIGHT_DECAY_MODES = ("coupled", "decoupled")
+_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def annealed_quantizers(model):
@@ -206,6 +207,9 @@ class Recipe:
     mu_start: float = 1.0
     mu_end: float = 16.0
     weight_decay_mode: str = "coupled"
+    # Keras's dtype policy for the run: "float32", "mixed_bfloat16" (GPUs/TPUs; slower than
+    # float32 on this CPU) or "mixed_float16" (with Keras's loss scaling).
+    precision: str = "float32"
     model_options: dict = dataclasses.field(default_factory=dict)
 
     def validate(self):
@@ -230,6 +234,9 @@ class Recipe:
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "batch_size" else 0):
                 bound = "> 0" if name == "batch_size" else ">= 0"
                 raise ValueError(f"Argument `{name}` must be an integer {bound}. Received: {name}={value!r}.")
+        if self.precision not in _PRECISIONS:
+            raise ValueError(f"Argument `precision` must be one of {', '.join(_PRECISIONS)}. "
+                             f"Received: precision={self.precision!r}.")
         if self.weight_decay_mode not in _WEIGHT_DECAY_MODES:
             raise ValueError(f"Argument `weight_decay_mode` must be one of {', '.join(_WEIGHT_DECAY_MODES)}. "
                              f"Received: weight_decay_mode={self.weight_decay_mode!r}.")
@@ -454,8 +461,21 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
     but is not a run, and a run of another recipe or other classes. `distribute` names a
     multi-device setting (see `distribution_scope`); `recipe.batch_size` is then the
     global batch. For repeatable runs call `make_deterministic(recipe.seed)` before
-    building `data`. Returns the summary dict.
+    building `data`. `recipe.precision` sets Keras's dtype policy for the run
+    (restored afterwards): under a mixed policy the latent weights stay float32 and every
+    binary kernel is computed from them in float32. Returns the summary dict.
     """
+    recipe.validate()
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(recipe.precision)
+    try:
+        return _train(recipe, data, out_dir, stages=stages, resume=resume, verbose=verbose, callbacks=callbacks,
+                      distribute=distribute)
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def _train(recipe, data, out_dir, *, stages, resume, verbose, callbacks, distribute):
     from biper_keras import progress, run_folder
 
     recipe.validate()

@@ -107,3 +107,30 @@ def test_mixed_model_trains_and_converts_to_the_float32_graph(name):
     reference = convert(twin)
     assert op_histogram(result.flatbuffer) == op_histogram(reference.flatbuffer)
     assert op_histogram(result.flatbuffer)["LceBconv2d"] == 2 and result.parity.passed
+
+
+def test_recipe_precision_is_validated():
+    from biper_keras.training import Recipe
+
+    with pytest.raises(ValueError, match="`precision` must be one of float32, mixed_bfloat16, mixed_float16"):
+        Recipe(precision="bfloat16").validate()
+
+
+@pytest.mark.slow
+def test_train_under_a_mixed_recipe_keeps_float32_weights_and_restores_the_policy(tmp_path):
+    import pathlib
+
+    from biper_keras import data as data_lib
+    from biper_keras.training import Recipe, Stage, train
+
+    sample = pathlib.Path(data_lib.__file__).parent / "sample_data" / "cifar10"
+    data = data_lib.image_datasets(sample, batch_size=25, limit_per_split=50)
+    recipe = Recipe(kernel_quantizer="ste_sign", stage2=Stage(1, 0.004, 0.00016, 0.0), batch_size=25,
+                    warmup_epochs=0, precision="mixed_bfloat16")
+    summary = train(recipe, data, tmp_path / "run", verbose=0)
+    assert keras.config.dtype_policy().name == "float32"  # restored
+    model = keras.models.load_model(tmp_path / "run" / "stage2" / "model.keras")
+    assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in model.layers)
+    assert all(w.dtype == "float32" for w in model.weights)
+    assert 0.0 <= summary["stage2"]["test_accuracy"] <= 1.0
+    assert op_histogram(convert(model).flatbuffer)["LceBconv2d"] == 18  # ResNet-20's binary convs, fused
