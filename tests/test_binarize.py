@@ -184,3 +184,30 @@ def test_binarize_warns_when_a_binarized_input_follows_a_relu(relu):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a leaky ReLU passes negatives: no warning
         binarize(keras.Model(x, out))
+
+
+def test_fold_kernel_scale_is_exact_at_inference_on_a_binarized_model_with_shortcuts():
+    from biper_keras.larq_interop import fold_kernel_scale
+
+    x = keras.Input((16, 16, 3))
+    h = keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, padding="same")(x))
+    for _ in range(2):
+        y = keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, padding="same")(h))
+        h = keras.layers.Add()([h, y])  # a shortcut around each conv + BN
+    h = keras.layers.BatchNormalization(scale=False)(keras.layers.Conv2D(8, 3, padding="same")(h))
+    out = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(h))
+    binary, report = binarize(keras.Model(x, out))
+    assert len(report.binarized) == 3
+    rng = np.random.default_rng(0)
+    randomize_batch_norms(binary, rng)
+    layer = bk.layers.quantized_layers(binary)[0]
+    layer.alpha.assign(np.r_[-0.7, 0.0, rng.uniform(0.1, 2.0, 6)])  # a negative and a dead channel too
+    folded = fold_kernel_scale(binary)
+    assert all(getattr(l, "alpha", None) is None for l in bk.layers.quantized_layers(folded))
+    data = rng.normal(size=(4, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(folded(data, training=False)), np.asarray(binary(data, training=False)),
+                               rtol=1e-4, atol=1e-4)
+    lone = keras.Sequential([keras.Input((8, 8, 3)), bk.QuantConv2D(4, 3, kernel_quantizer="biper",
+                                                                    kernel_scale="channel", name="lone")])
+    with pytest.raises(ValueError, match="'lone': kernel_scale='channel' has no Larq counterpart"):
+        fold_kernel_scale(lone)

@@ -143,6 +143,20 @@ BRIDGE = textwrap.dedent(
             assert repr(name) in str(err), err
         else:
             raise AssertionError("no error for " + name)
+
+    # binarize() adds BiPer's alpha: to_larq folds it into the following BatchNorm.
+    x = keras.Input((16, 16, 3))
+    h = keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, padding="same")(x))
+    for _ in range(2):
+        h = keras.layers.Add()([h, keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 3, padding="same")(h))])
+    h = keras.layers.BatchNormalization()(keras.layers.Conv2D(8, 1)(h))
+    out = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(h))
+    binary, _ = bk.binarize(keras.Model(x, out))
+    randomize_batch_norms(binary, np.random.default_rng(3))
+    expected = binary.predict(xs, verbose=0)
+    larq_model = larq_interop.to_larq(binary)
+    np.testing.assert_allclose(larq_model.predict(xs, verbose=0), expected, atol=1e-4)
+    np.testing.assert_allclose(larq_interop.from_larq(larq_model).predict(xs, verbose=0), expected, atol=1e-4)
     print("BRIDGE-OK")
     """
 )

@@ -20,11 +20,11 @@ run on TF tensors.
 import importlib.util
 import os
 
-from .bridge import from_larq, to_larq
+from .bridge import fold_kernel_scale, from_larq, to_larq
 from .plugin import import_larq, register
 from .zoo import FUNCTION_QUANTIZERS, MagnitudeAwareSignUnclipped, XnorWeightScale
 
-__all__ = ["register", "import_larq", "to_larq", "from_larq", "FUNCTION_QUANTIZERS",
+__all__ = ["register", "import_larq", "to_larq", "from_larq", "fold_kernel_scale", "FUNCTION_QUANTIZERS",
            "XnorWeightScale", "MagnitudeAwareSignUnclipped"]
 
 

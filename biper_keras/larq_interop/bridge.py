@@ -294,6 +294,66 @@ def _construct(layer, side, cls, kwargs, activation):
         raise _no_counterpart(layer, side, str(err)) from err
 
 
+def fold_kernel_scale(model):
+    """A copy of `model` whose per-channel kernel scales alpha are folded into the
+    BatchNormalization each scaled conv/dense feeds (Larq has no alpha). Exact at
+    inference: BN(alpha * z) = gamma * alpha * (z - mean / alpha) / sqrt(var + eps) + beta,
+    so gamma becomes gamma * alpha and the moving mean mean / alpha (a channel with
+    alpha = 0 outputs beta, as before). In training mode (batch statistics) the two
+    differ. A scaled layer whose output is not used by exactly one channels-last
+    BatchNormalization is refused by name."""
+    import keras
+    import numpy as np
+
+    from biper_keras.rebuild import rebuild
+
+    folds = {}  # BatchNormalization name -> (alpha, bias of the scaled layer or 0)
+    scaled = [layer for layer in model._flatten_layers(include_self=False) if getattr(layer, "alpha", None) is not None]
+    if not scaled:
+        return model
+    for layer in scaled:
+        users = [node.operation for node in layer._outbound_nodes]
+        bn = users[0] if len(users) == 1 else None
+        if not isinstance(bn, keras.layers.BatchNormalization) or bn.axis not in (-1, len(bn.input.shape) - 1):
+            raise ValueError(f"Layer {layer.name!r}: kernel_scale='channel' has no Larq counterpart, and it "
+                             "folds only into a channels-last BatchNormalization that alone uses its output; "
+                             f"it feeds {[u.name for u in users]}.")
+        alpha = np.asarray(layer.alpha, np.float64)
+        bias = np.asarray(layer.bias, np.float64) if layer.use_bias else np.zeros_like(alpha)
+        folds[bn.name] = (alpha, bias)
+    by_layer = {layer.name: folds[layer._outbound_nodes[0].operation.name] for layer in scaled}
+    dead = {name: alpha == 0 for name, (alpha, _) in folds.items()}
+
+    def edit(node):
+        name = node["config"].get("name")
+        if name in by_layer:
+            node["config"]["kernel_scale"] = None
+        if name in folds:
+            node["config"].update(scale=True, center=True)
+
+    def weights_of(layer):
+        if layer.name in by_layer:  # the conv/dense: its output becomes (alpha z + b) / alpha
+            alpha, bias = by_layer[layer.name]
+            values = [np.asarray(w) for w in layer.weights if w is not layer.alpha]
+            if layer.use_bias:
+                values[-1] = np.where(alpha == 0, 0.0, bias / np.where(alpha == 0, 1.0, alpha))
+            return [np.asarray(v, np.float32) for v in values]
+        if layer.name in folds:  # BN(alpha * z') with z' = that output: gamma * alpha, mean / alpha
+            alpha, bias = folds[layer.name]
+            gamma = np.asarray(layer.gamma, np.float64) if layer.scale else np.ones_like(alpha)
+            beta = np.asarray(layer.beta, np.float64) if layer.center else np.zeros_like(alpha)
+            mean, var = np.asarray(layer.moving_mean, np.float64), np.asarray(layer.moving_variance, np.float64)
+            off = dead[layer.name]  # alpha = 0: the channel was the constant bias; keep its BN output
+            safe = np.where(off, 1.0, alpha)
+            constant = beta + gamma * (bias - mean) / np.sqrt(var + layer.epsilon)
+            values = [np.where(off, 0.0, gamma * alpha), np.where(off, constant, beta),
+                      np.where(off, 0.0, mean / safe), var]
+            return [np.asarray(v, np.float32) for v in values]
+        return layer.get_weights()
+
+    return rebuild(model, edit, weights_of)
+
+
 def to_larq(model):
     """Rebuilds a Keras 3 functional/Sequential model with Larq's tf_keras layers and
     copies its weights; outputs agree on the same inputs. Needs TF_USE_LEGACY_KERAS=1.
@@ -301,9 +361,11 @@ def to_larq(model):
     BiPer becomes `larq_interop.BiPer`; Larq's quantizers (SteSign, ApproxSign, SwishSign,
     MagnitudeAwareSign, SteHeaviside, SteTern, DoReFa, NoOp) and `WeightClip` become
     Larq's own, with the same arguments; initializers, constraints and regularizers are
-    carried (Keras built-ins by name). What has no Larq counterpart (a per-channel
-    `kernel_scale`, the ProxConnect++ quantizers, a custom constraint, an unknown layer
-    type) is refused with a ValueError naming the layer, never dropped.
+    carried (Keras built-ins by name). A per-channel `kernel_scale` alpha (BiPer's, which
+    `binarize()` adds) is folded into the BatchNormalization that follows it (exact at
+    inference: see `fold_kernel_scale`). What has no Larq counterpart (an alpha with no
+    BatchNormalization after it, the ProxConnect++ quantizers, a custom constraint, an
+    unknown layer type) is refused with a ValueError naming the layer, never dropped.
     """
     import keras
     import tensorflow as tf
@@ -313,6 +375,7 @@ def to_larq(model):
 
     lq = import_larq()
     classes = register()
+    model = fold_kernel_scale(model)
 
     def quantizer(q, layer):
         if q is None:
