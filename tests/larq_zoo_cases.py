@@ -16,21 +16,6 @@ def build(name):
     return getattr(module, name)(weights=None, input_shape=(size, size, 3), num_classes=10)
 
 
-def randomize_tf_keras_batch_norms(model, rng):
-    """What biper_keras.convert.randomize_batch_norms does, on tf_keras's BatchNormalization."""
-    import tensorflow as tf
-
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            n = layer.moving_mean.shape[0]
-            if layer.scale:
-                layer.gamma.assign(rng.uniform(0.5, 1.5, n))
-            if layer.center:
-                layer.beta.assign(rng.normal(0.0, 0.3, n))
-            layer.moving_mean.assign(rng.normal(0.0, 0.3, n))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
-
-
 def _logits(model, x):
     """The output before the final softmax (an Activation layer in every Zoo model)."""
     last = model.layers[-1]
@@ -50,10 +35,10 @@ def check_model(name, samples=2):
     import larq_compute_engine as lce
 
     from biper_keras import larq_interop
-    from biper_keras.convert import convert, op_histogram
+    from biper_keras.convert import convert, op_histogram, randomize_batch_norms
 
     original = build(name)
-    randomize_tf_keras_batch_norms(original, np.random.default_rng(0))
+    randomize_batch_norms(original, np.random.default_rng(0))  # tf_keras's batch norms too
     size = INPUT_SIZE.get(name, 64)
     x = np.random.default_rng(1).normal(size=(samples, size, size, 3)).astype("float32")
     moved = larq_interop.from_larq(original)

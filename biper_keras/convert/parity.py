@@ -23,7 +23,9 @@ def randomize_batch_norms(model, rng=0):
 
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, keras.layers.BatchNormalization):
+        # tf_keras's BatchNormalization too (a Larq model): the same variables by name.
+        tf_keras_bn = type(layer).__module__.startswith("tf_keras") and "BatchNormalization" in type(layer).__name__
+        if isinstance(layer, keras.layers.BatchNormalization) or tf_keras_bn:
             n = layer.moving_mean.shape[0]
             if layer.scale:
                 layer.gamma.assign(rng.uniform(0.5, 1.5, n))

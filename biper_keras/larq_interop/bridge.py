@@ -308,7 +308,9 @@ def fold_kernel_scale(model):
     from biper_keras.rebuild import rebuild
 
     folds = {}  # BatchNormalization name -> (alpha, bias of the scaled layer or 0)
-    scaled = [layer for layer in model._flatten_layers(include_self=False) if getattr(layer, "alpha", None) is not None]
+    from biper_keras.layers import quantized_layers
+
+    scaled = [layer for layer in quantized_layers(model) if getattr(layer, "alpha", None) is not None]
     if not scaled:
         return model
     for layer in scaled:
