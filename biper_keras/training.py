@@ -399,14 +399,14 @@ def _compile(model, recipe, stage, steps_per_epoch):
 
 
 def _log_callbacks(folder):
-    """CSV log always; TensorBoard where TensorFlow is installed (its writer is
-    tf.summary, on every backend): a JAX- or torch-only machine trains without it."""
+    """CSV log always; TensorBoard where TensorFlow and tensorboard are installed (its
+    writer is tf.summary, on every backend): a JAX- or torch-only machine trains without it."""
     logs = [keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True)]
     try:
-        has_tensorflow = importlib.util.find_spec("tensorflow") is not None
+        has_writer = all(importlib.util.find_spec(name) is not None for name in ("tensorflow", "tensorboard"))
     except ImportError:
-        has_tensorflow = False
-    if has_tensorflow:
+        has_writer = False
+    if has_writer:
         logs.append(keras.callbacks.TensorBoard(str(folder / "tensorboard")))
     return logs
 
