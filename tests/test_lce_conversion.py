@@ -192,7 +192,7 @@ def test_fixed_input_shape_for_models_with_unknown_sizes():
     assert result.ops["LceBconv2d"] == 1 and result.layers[0].fused and result.parity.passed
     # Without it LCE's converter would make the unknown sizes 1 (a file for 1x1 images).
     with pytest.raises(ConversionError, match=r"input shape \(None, None, None, 3\) has unknown sizes: pass `input_shape`"):
-        convert(model, verify=False)
+        convert(model)  # refused before anything is converted
 
 
 def test_save_is_atomic_and_complete(tmp_path):
