@@ -80,8 +80,11 @@ def step_seconds(recipe, data, steps):
     `steps` steps (the first one compiles)."""
     from biper_keras import training
 
+    import keras
+
     model = training.build_model(recipe, 2, data)
-    training._compile(model, recipe, recipe.stage2, steps)
+    model.compile(training.make_optimizer(recipe, 2, steps),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     times = EpochTimes()
     model.fit(data.train, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[times])
     return times.seconds[-1] / steps, model
@@ -101,7 +104,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.data, args.epochs, args.batch_size, args.limit, args.timing_steps = str(_common.SAMPLE), "1,1", 50, 100, 2
-        args.runs, args.out = args.runs + "-quick", args.out + "-quick"
+        # Smoke results go beside the real ones unless the caller chose the places.
+        if args.runs == parser.get_default("runs"):
+            args.runs += "-quick"
+        if args.out == parser.get_default("out"):
+            args.out += "-quick"
     os.environ["KERAS_BACKEND"] = args.backend
     import dataclasses
 
