@@ -258,7 +258,8 @@ def omega_sweep(recipe, data, out_dir, omegas, *, verbose=2, callbacks=()):
     go to every `train`.
     """
     # Imported here: the QE math above needs no training code (and no TensorFlow).
-    from biper_keras.training import _atomic_write, train
+    from biper_keras._files import atomic_write
+    from biper_keras.training import train
 
     omegas = [float(v) for v in np.atleast_1d(omegas)]
     if not omegas or not all(math.isfinite(v) and v > 0 for v in omegas):
@@ -278,5 +279,5 @@ def omega_sweep(recipe, data, out_dir, omegas, *, verbose=2, callbacks=()):
                      "b_omega": float(np.mean([r["b_omega"] for r in report])),
                      "qe": float(np.mean([r["empirical_qe"] for r in report])),
                      "qe_analytic": float(np.mean([r["analytic_qe"] for r in report]))})
-        _atomic_write(out / "sweep.json", lambda p: pathlib.Path(p).write_text(json.dumps(rows, indent=2)))
+        atomic_write(out / "sweep.json", lambda p: pathlib.Path(p).write_text(json.dumps(rows, indent=2)))
     return OmegaSweep(rows)

@@ -478,7 +478,6 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
 def _train(recipe, data, out_dir, *, stages, resume, verbose, callbacks, distribute):
     from biper_keras import progress, run_folder
 
-    recipe.validate()
     if not getattr(data, "train_size", 0) or not getattr(data, "test_size", 0):
         raise ValueError(f"Argument `data` has no training or no test images: {data!r}.")
     scope = distribution_scope(distribute)
