@@ -244,10 +244,11 @@ class OmegaSweep:
         return {"rows": self.rows}
 
     def table(self):
-        lines = [f"{'omega':>7} {'test acc':>9} {'mean b':>9} {'b*omega':>8} {'mean QE':>8}"]
-        lines += [f"{r['omega']:>7g} {r['test_accuracy']:>9.4f} {r['b']:>9.5f} {r['b_omega']:>8.4f} "
-                  f"{r['qe']:>8.5f}" for r in self.rows]
-        return "\n".join(lines)
+        from biper_keras._tables import render
+
+        return render(("omega", "test acc", "mean b", "b*omega", "mean QE"),
+                      [(f"{r['omega']:g}", f"{r['test_accuracy']:.4f}", f"{r['b']:.5f}", f"{r['b_omega']:.4f}",
+                        f"{r['qe']:.5f}") for r in self.rows], right=range(5))
 
 
 def omega_sweep(recipe, data, out_dir, omegas, *, verbose=2, callbacks=()):

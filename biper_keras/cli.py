@@ -12,6 +12,7 @@ import sys
 import threading
 
 from biper_keras import interrupts, relaunch
+from biper_keras._tables import render
 
 # Exit codes: 2 bad command line (argparse), 3 bad input, 4 a file could not be
 # written or read (unwritable folder, full disk), 5 a binary conv did not fuse, 6 LCE
@@ -75,10 +76,9 @@ def _qe_report(args):
     if not rows:
         print(f"{args.model}: no BiPer-quantized layers", file=sys.stderr)
         return
-    print(f"{'layer':<24} {'omega':>7} {'b':>9} {'b*omega':>8} {'QE analytic':>11} {'QE actual':>10} {'KS':>6}")
-    for r in rows:
-        print(f"{r['layer']:<24} {r['omega']:>7g} {r['b']:>9.5f} {r['b_omega']:>8.4f} "
-              f"{r['analytic_qe']:>11.6f} {r['empirical_qe']:>10.6f} {r['ks']:>6.3f}")
+    print(render(("layer", "omega", "b", "b*omega", "QE analytic", "QE actual", "KS"),
+                 [(r["layer"], f"{r['omega']:g}", f"{r['b']:.5f}", f"{r['b_omega']:.4f}", f"{r['analytic_qe']:.6f}",
+                   f"{r['empirical_qe']:.6f}", f"{r['ks']:.3f}") for r in rows], right=range(1, 7)))
 
 
 def _shape(text):
@@ -211,11 +211,9 @@ def _benchmark(args):
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{'model':<7} {'option':<24} {'threads':>7} {'min ms':>8} {'median ms':>9} {'p90 ms':>8}")
-    for kind in ("binary", "float"):
-        for r in report.get(kind, []):
-            print(f"{kind:<7} {r['option']:<24} {r['threads']:>7} {r['min_ms']:>8.2f} "
-                  f"{r['median_ms']:>9.2f} {r['p90_ms']:>8.2f}")
+    print(render(("model", "option", "threads", "min ms", "median ms", "p90 ms"),
+                 [(kind, r["option"], r["threads"], f"{r['min_ms']:.2f}", f"{r['median_ms']:.2f}", f"{r['p90_ms']:.2f}")
+                  for kind in ("binary", "float") for r in report.get(kind, [])], right=range(2, 6)))
     for n, b in report.get("best", {}).items():
         print(f"{n} thread(s): binary {b['binary_ms']:.2f} ms ({b['binary_option']}) vs float "
               f"{b['float_ms']:.2f} ms ({b['float_option']}): binary {_times(b['speedup'], 'faster', 'slower')}")

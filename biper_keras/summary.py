@@ -16,6 +16,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from biper_keras._tables import render
+
 __all__ = ["summary", "LayerStats", "ModelStats"]
 
 _MAC_LAYERS = (
@@ -86,17 +88,14 @@ class ModelStats:
 
     def table(self):
         header = ("layer", "in bits", "output shape", "1-bit", "32-bit", "memory kB", "1-bit MACs", "32-bit MACs")
-        rows = [header] + [
-            (l.name, str(l.input_precision or "-"), str(l.output_shape), f"{l.params_1bit:,}",
-             f"{l.params_32bit:,}", f"{l.memory_bits / 8 / 1024:.2f}", f"{l.macs_1bit:,}", f"{l.macs_32bit:,}")
+        rows = [
+            (l.name, l.input_precision or "-", l.output_shape, f"{l.params_1bit:,}", f"{l.params_32bit:,}",
+             f"{l.memory_bits / 8 / 1024:.2f}", f"{l.macs_1bit:,}", f"{l.macs_32bit:,}")
             for l in self.layers
         ]
-        rows.append(("total", "", "", f"{self.total('params_1bit'):,}", f"{self.total('params_32bit'):,}",
-                     f"{self.memory_bytes / 1024:.2f}", f"{self.total('macs_1bit'):,}", f"{self.total('macs_32bit'):,}"))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        lines = ["  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
-        lines.insert(1, "-" * len(lines[0]))
-        lines.insert(len(lines) - 1, "-" * len(lines[0]))
+        total = ("total", "", "", f"{self.total('params_1bit'):,}", f"{self.total('params_32bit'):,}",
+                 f"{self.memory_bytes / 1024:.2f}", f"{self.total('macs_1bit'):,}", f"{self.total('macs_32bit'):,}")
+        lines = [render(header, rows, right=range(3, 8), footer=total)]
         lines += [
             f"model size {self.memory_bytes / 1024:.2f} KiB, float32 equivalent {self.float32_bytes / 1024:.2f} KiB, "
             f"compression {self.compression:.3f} (parameter memory {1 / self.compression:.1f}x smaller; "

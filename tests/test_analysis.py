@@ -174,4 +174,5 @@ def test_omega_sweep_table_has_a_row_per_omega():
     rows = [{"omega": w, "test_accuracy": 0.5, "b": 0.05, "b_omega": 0.05 * w, "qe": 0.01, "qe_analytic": 0.01}
             for w in (5.0, 40.0)]
     lines = analysis.OmegaSweep(rows).table().splitlines()
-    assert len(lines) == 3 and lines[1].split()[:2] == ["5", "0.5000"] and lines[2].split()[3] == "2.0000"
+    assert lines[0].split()[:2] == ["omega", "test"] and set(lines[1]) == {"─"}
+    assert len(lines) == 4 and lines[2].split()[:2] == ["5", "0.5000"] and lines[3].split()[3] == "2.0000"

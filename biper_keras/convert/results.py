@@ -3,6 +3,8 @@ boundary of `biper_keras.convert._worker` as the JSON of `to_dict`)."""
 
 import dataclasses
 
+from biper_keras._tables import render
+
 
 class ConversionError(ValueError):
     """A quantized layer did not become a binary LCE op (strict mode), or the model
@@ -103,11 +105,9 @@ class ConversionResult:
                  f"{self.float32_size / max(self.size, 1):.1f}x smaller than them)"]
         lines.append("ops: " + ", ".join(f"{k} {v}" for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])))
         if self.layers:
-            width = max(len(f.layer) for f in self.layers)
-            lines.append(f"{'layer':<{width}}  {'kind':<9} {'output':<16} binary op")
-            for f in self.layers:
-                status = "LceBconv2d" if f.fused else f"no: {f.reason}"
-                lines.append(f"{f.layer:<{width}}  {f.kind:<9} {str(f.output_shape):<16} {status}")
+            lines.append(render(("layer", "kind", "output", "binary op"),
+                                [(f.layer, f.kind, f.output_shape, "LceBconv2d" if f.fused else f"no: {f.reason}")
+                                 for f in self.layers]))
         if self.parity is not None:
             p = self.parity
             agreement = "" if p.top1_agreement is None else f", top-1 agreement {p.top1_agreement:.4f}"
