@@ -82,9 +82,11 @@ def step_seconds(recipe, data, steps):
 
     import keras
 
-    model = training.build_model(recipe, 2, data)
-    model.compile(training.make_optimizer(recipe, 2, steps),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    with training.dtype_policy(recipe.precision):
+        model = training.build_model(recipe, 2, data)
+        model.compile(training.make_optimizer(recipe, 2, steps),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
+                      steps_per_execution=recipe.steps_per_execution)
     times = EpochTimes()
     model.fit(data.train, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[times])
     return times.seconds[-1] / steps, model
@@ -98,6 +100,10 @@ def main(argv=None):
     parser.add_argument("--backend", default="jax", choices=("jax", "torch", "tensorflow"))
     parser.add_argument("--limit", type=int, default=0, help="first N images of each split (0: all)")
     parser.add_argument("--timing-steps", type=int, default=50)
+    parser.add_argument("--steps-per-execution", type=int, default=1, help="Recipe.steps_per_execution")
+    parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16", "mixed_float16"))
+    parser.add_argument("--sweep-step", action="store_true",
+                        help="first time the step for steps_per_execution 1 and 8 x float32 and mixed_bfloat16")
     parser.add_argument("--runs", default=str(_common.REPO / "runs" / "gpu_recipe"))
     parser.add_argument("--out", default=str(_common.RESULTS / "gpu_recipe"))
     parser.add_argument("--quick", action="store_true", help="packaged sample, 1+1 epochs, batch 50")
@@ -118,13 +124,22 @@ def main(argv=None):
     if len(epochs) != 2 or min(epochs) < 1:
         parser.error(f"--epochs takes two positive integers (stage 1,stage 2), got {args.epochs!r}")
     defaults = training.Recipe()
-    recipe = dataclasses.replace(defaults, batch_size=args.batch_size,
+    recipe = dataclasses.replace(defaults, batch_size=args.batch_size, precision=args.precision,
+                                 steps_per_execution=args.steps_per_execution,
                                  stage1=dataclasses.replace(defaults.stage1, epochs=epochs[0]),
                                  stage2=dataclasses.replace(defaults.stage2, epochs=epochs[1]))
     start = time.perf_counter()
     data = device_data.device_datasets(args.data, batch_size=args.batch_size, limit_per_split=args.limit or None)
     load_seconds = time.perf_counter() - start
     steps = min(args.timing_steps, len(data.train))
+    sweep = []
+    if args.sweep_step:
+        for precision in ("float32", "mixed_bfloat16"):
+            for per_call in (1, 8):
+                variant = dataclasses.replace(recipe, precision=precision, steps_per_execution=per_call)
+                seconds, _ = step_seconds(variant, data, steps)
+                sweep.append({"precision": precision, "steps_per_execution": per_call, "step_ms": 1e3 * seconds})
+                print(f"step sweep: {precision}, steps_per_execution {per_call}: {1e3 * seconds:.2f} ms", flush=True)
     step, model = step_seconds(recipe, data, steps)
     macs, flops = training_flops(model, args.batch_size)
     del model
@@ -138,6 +153,7 @@ def main(argv=None):
     tf32_bf16 = peak(name)
     result = {
         "device": name, "backend": args.backend, "data": args.data, "epochs": epochs, "batch_size": args.batch_size,
+        "precision": recipe.precision, "steps_per_execution": recipe.steps_per_execution, "step_sweep": sweep,
         "train_images": data.train_size, "test_images": data.test_size, "load_seconds": load_seconds,
         "step_ms": 1e3 * step, "epoch_seconds_median": sorted(times.seconds)[len(times.seconds) // 2] if times.seconds else None,
         "epochs_timed": len(times.seconds), "wall_seconds": wall, "resumed": resume,
@@ -152,7 +168,8 @@ def main(argv=None):
              if tf32_bf16 else "n/a")
     table = "\n".join([
         f"ResNet-20 BiPer, CIFAR-10 ({data.train_size} train / {data.test_size} test images), epochs "
-        f"{epochs[0]} + {epochs[1]}, batch {args.batch_size}, {args.backend} on {name}",
+        f"{epochs[0]} + {epochs[1]}, batch {args.batch_size}, {args.backend} on {name}, {recipe.precision}, "
+        f"steps_per_execution {recipe.steps_per_execution}",
         "",
         "| step (ms) | limit at TF32 / BF16 peak (ms) | epoch with eval (s) | wall clock (min) | "
         "stage 1 top-1 | stage 2 top-1 | paper (600+300) |",
@@ -162,6 +179,8 @@ def main(argv=None):
         f"{result['stage1_top1'] or float('nan'):.4f} | {result['stage2_top1'] or float('nan'):.4f} | 0.8698 |",
         "",
         f"{macs / 1e6:.1f} M multiply-adds per image forward; {flops / 1e9:.1f} GFLOP per training step.",
+        *([""] + [f"step sweep: {s['precision']}, steps_per_execution {s['steps_per_execution']}: "
+                  f"{s['step_ms']:.2f} ms" for s in sweep] if sweep else []),
     ])
     _common.write_results(args.out, {"result": result}, table)
     print(table)

@@ -261,7 +261,7 @@ def _recipe(args):
                     omega=args.omega, stage1=Stage(epochs[0], lr[0], wd[0], tau[0]),
                     stage2=Stage(epochs[1], lr[1], wd[1], tau[1]), batch_size=args.batch_size,
                     warmup_epochs=args.warmup_epochs, seed=args.seed, weight_decay_mode=args.weight_decay_mode,
-                    precision=args.precision)
+                    precision=args.precision, steps_per_execution=args.steps_per_execution)
     return recipe.validate()
 
 
@@ -399,6 +399,8 @@ def _add_recipe_arguments(parser, recipe):
     parser.add_argument("--tau", help=f"sin^2 regularizer weights (default {s1.tau:g},{s2.tau:g}; 0 disables)")
     parser.add_argument("--input-quantizer", default=recipe.input_quantizer, help="activation binarizer")
     parser.add_argument("--batch-size", type=int, default=recipe.batch_size, help="global batch")
+    parser.add_argument("--steps-per-execution", type=int, default=recipe.steps_per_execution,
+                        help="training steps per compiled call (fewer host round trips on a GPU/TPU)")
     parser.add_argument("--warmup-epochs", type=int, default=recipe.warmup_epochs, help="learning-rate warm-up")
     parser.add_argument("--seed", type=int, default=recipe.seed, help="weights, shuffling, augmentation")
     parser.add_argument("--limit", type=int, help="use only the first N images of each split")

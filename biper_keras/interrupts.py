@@ -38,7 +38,11 @@ def restore(previous):
 
 
 def stop_on_signal():
-    """A Keras callback raising the pending interrupt at every batch and epoch boundary."""
+    """A Keras callback raising the pending interrupt at every batch and epoch boundary.
+
+    It hooks the *begin* of batches only: a callback with a batch-*end* hook makes Keras
+    give up asynchronous callback dispatch (JAX) and wait for every step's logs on the
+    host, a sync per step; the next batch's begin is the same boundary."""
     import keras
 
     class StopOnSignal(keras.callbacks.Callback):
@@ -46,7 +50,7 @@ def stop_on_signal():
             if received:
                 raise Interrupted(received[-1])
 
-        on_train_batch_begin = on_train_batch_end = on_test_batch_begin = on_test_batch_end = _check
-        on_epoch_begin = on_epoch_end = on_train_begin = on_test_begin = _check
+        on_train_batch_begin = on_test_batch_begin = _check
+        on_epoch_begin = on_epoch_end = on_train_begin = on_train_end = on_test_begin = on_test_end = _check
 
     return StopOnSignal()

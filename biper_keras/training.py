@@ -1,6 +1,7 @@
 """Training: the two-stage BiPer recipe with atomic checkpoints and resume, learning-rate
 and mu schedules, and the end-of-training hard binarization of BNN++."""
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -210,6 +211,9 @@ class Recipe:
     # Keras's dtype policy for the run: "float32", "mixed_bfloat16" (GPUs/TPUs; slower than
     # float32 on this CPU) or "mixed_float16" (with Keras's loss scaling).
     precision: str = "float32"
+    # Training steps per compiled call (Keras's `compile(steps_per_execution=)`): fewer
+    # host round trips on an accelerator; callbacks then see every n-th batch. Same math.
+    steps_per_execution: int = 1
     model_options: dict = dataclasses.field(default_factory=dict)
 
     def validate(self):
@@ -229,10 +233,11 @@ class Recipe:
         check_positive_number("omega", self.omega)
         if self.omega > _FLOAT32_MAX:  # inf in the float32 kernels: sin(inf * w) is NaN
             raise ValueError(f"Argument `omega` must be representable in float32 (< 3.4e38). Received: omega={self.omega!r}.")
-        for name in ("warmup_epochs", "seed", "batch_size"):
+        for name in ("warmup_epochs", "seed", "batch_size", "steps_per_execution"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "batch_size" else 0):
-                bound = "> 0" if name == "batch_size" else ">= 0"
+            positive = name in ("batch_size", "steps_per_execution")
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
+                bound = "> 0" if positive else ">= 0"
                 raise ValueError(f"Argument `{name}` must be an integer {bound}. Received: {name}={value!r}.")
         if self.precision not in _PRECISIONS:
             raise ValueError(f"Argument `precision` must be one of {', '.join(_PRECISIONS)}. "
@@ -395,6 +400,7 @@ def _compile(model, recipe, stage, steps_per_epoch):
         make_optimizer(recipe, stage, steps_per_epoch),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        steps_per_execution=recipe.steps_per_execution,
     )
 
 
@@ -407,8 +413,22 @@ def _log_callbacks(folder):
     except ImportError:
         has_writer = False
     if has_writer:
-        logs.append(keras.callbacks.TensorBoard(str(folder / "tensorboard")))
+        # TensorFlow dispatches callbacks synchronously anyway; elsewhere, epoch logging only.
+        board = keras.callbacks.TensorBoard if keras.backend.backend() == "tensorflow" else _EpochTensorBoard
+        logs.append(board(str(folder / "tensorboard")))
     return logs
+
+
+class _EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard without its batch-end hook (the one-time graph write and
+    per-batch scalars, which update_freq="epoch" does not keep): any callback with a
+    batch-end hook makes Keras give up asynchronous callback dispatch (JAX, torch) and
+    wait on the host for every step's logs."""
+
+    on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
+
+    def __init__(self, log_dir):
+        super().__init__(log_dir, write_graph=False)
 
 
 def distribution_scope(name):
@@ -466,11 +486,20 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
     binary kernel is computed from them in float32. Returns the summary dict.
     """
     recipe.validate()
-    before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(recipe.precision)
-    try:
+    with dtype_policy(recipe.precision):
         return _train(recipe, data, out_dir, stages=stages, resume=resume, verbose=verbose, callbacks=callbacks,
                       distribute=distribute)
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras's global dtype policy set to `name` ("float32", "mixed_bfloat16",
+    "mixed_float16") inside the block and restored after it: the layers built inside take
+    it, and `compile` adds loss scaling under mixed_float16."""
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
     finally:
         keras.config.set_dtype_policy(before)
 

@@ -97,8 +97,8 @@ def test_gpu_recipe_quick_mode_runs_both_stages_on_the_device_data(tmp_path):
     script = pathlib.Path(__file__).parents[1] / "benchmarks" / "gpu_recipe.py"
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     out = tmp_path / "gpu"
-    result = subprocess.run([sys.executable, str(script), "--quick", "--out", str(out), "--runs", str(tmp_path / "run")],
-                            env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run([sys.executable, str(script), "--quick", "--sweep-step", "--out", str(out),
+                             "--runs", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(out.with_suffix(".json").read_text())["result"]
     assert row["train_images"] == 100 and row["epochs"] == [1, 1] and row["epochs_timed"] == 2
@@ -106,3 +106,6 @@ def test_gpu_recipe_quick_mode_runs_both_stages_on_the_device_data(tmp_path):
     assert row["flops_per_step"] == 6 * row["macs_per_image"] * 50
     assert 0 <= row["stage1_top1"] <= 1 and 0 <= row["stage2_top1"] <= 1 and row["step_ms"] > 0
     assert "| step (ms) |" in out.with_suffix(".md").read_text()
+    assert [(s["precision"], s["steps_per_execution"]) for s in row["step_sweep"]] == [
+        ("float32", 1), ("float32", 8), ("mixed_bfloat16", 1), ("mixed_bfloat16", 8)]
+    assert all(s["step_ms"] > 0 for s in row["step_sweep"])

@@ -221,3 +221,48 @@ def test_annealing_callbacks_only_for_annealed_quantizers():
     (schedule,) = annealing_callbacks(get_model("resnet20", kernel_quantizer="bnn_pp"), 10, 1.0, 16.0)
     assert isinstance(schedule, MuSchedule) and schedule.value(9) == pytest.approx(16.0)
     assert annealing_callbacks(get_model("resnet20"), 10) == []
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_the_fit_callbacks_keep_keras_asynchronous_dispatch(tmp_path, monkeypatch, backend):
+    """No callback `train()` adds has a batch-end hook (Keras's TensorBoard on TF aside,
+    where dispatch is synchronous anyway): one would make Keras sync every step's logs
+    to the host on JAX/torch (keras.callbacks.CallbackList's async dispatch)."""
+    from keras.src.utils.python_utils import is_default
+
+    from biper_keras import interrupts, progress
+    from biper_keras.training import EpochCheckpoint, _log_callbacks
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: backend)
+    callbacks = [interrupts.stop_on_signal(), *_log_callbacks(tmp_path), EpochCheckpoint(tmp_path, 1),
+                 progress.Eta(1, 2, 0)]
+    assert any(isinstance(c, keras.callbacks.TensorBoard) for c in callbacks)
+    hooks = ("on_batch_end", "on_train_batch_end", "on_test_batch_end")
+    syncing = [(type(c).__name__, h) for c in callbacks for h in hooks if not is_default(getattr(c, h))]
+    assert syncing == ([("TensorBoard", "on_train_batch_end")] if backend == "tensorflow" else [])
+
+
+def test_steps_per_execution_runs_the_same_steps(tmp_path):
+    """Recipe.steps_per_execution only groups steps into one compiled call: the same
+    weights after the same batches."""
+    from biper_keras.training import _compile
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8, 8, 3)).astype("float32"), rng.integers(0, 10, 64)
+
+    def fitted(per_call):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((8, 8, 3)), bk.QuantConv2D(8, 3, kernel_quantizer="biper",
+                                  input_quantizer="ste_sign", use_bias=False), keras.layers.Flatten(),
+                                  keras.layers.Dense(10)])
+        recipe = Recipe(kernel_quantizer="ste_sign", stage2=Stage(2, 0.05, 1e-4, 0.0), batch_size=16,
+                        warmup_epochs=0, steps_per_execution=per_call)
+        _compile(model, recipe, 2, steps_per_epoch=4)
+        assert model.steps_per_execution == per_call
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        return model.get_weights()
+
+    for a, b in zip(fitted(1), fitted(4)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="steps_per_execution"):
+        Recipe(steps_per_execution=0).validate()
