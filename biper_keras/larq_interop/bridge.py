@@ -239,21 +239,25 @@ def _generic_layer(layer, source_module, target_module, side, renamed):
 
 
 def _translate(model, source, target, modules, quantizer, side, graph, make_input, model_cls,
-               carry, renamed, activation):
+               carry, renamed, activation, twins):
     """Rebuilds `model` (whose layers are classified by `source`) with `target`'s classes;
     `modules` = (source, target) Keras layer modules for the generic layers;
     `carry(obj, layer, arg)` maps initializers, constraints and regularizers,
-    `activation(name)` activation names."""
+    `activation(name)` activation names; `twins` {class: make(layer, common kwargs)} the
+    package's parameter-free layers (their exact class, not subclasses)."""
 
     def make_layer(layer):
         keep = {"name": layer.name, "trainable": layer.trainable, "dtype": layer.dtype_policy.name}
+        if type(layer) in twins:
+            return twins[type(layer)](layer, keep)
         generic = _generic_layer(layer, *modules, side, renamed)
         kind = next((kind for kind, cls in source.items() if isinstance(layer, cls)), None)
         if generic is None and kind is None:
             raise _no_counterpart(
                 layer, side, "the bridge maps Conv2D, DepthwiseConv2D, Dense, PReLU, "
                 "BatchNormalization, Larq's quantized layers (QuantConv1D, QuantConv2D, "
-                "QuantDepthwiseConv2D, QuantSeparableConv2D, QuantDense), tf_keras's two-tensor "
+                "QuantDepthwiseConv2D, QuantSeparableConv2D, QuantDense), the package's HardTanh "
+                "and OptionAShortcut, tf_keras's two-tensor "
                 "TF ops (" + ", ".join(sorted(set(_TF_OPS.values()))) + ") and "
                 + ", ".join(_SAME_CONFIG)
             )
@@ -263,9 +267,10 @@ def _translate(model, source, target, modules, quantizer, side, graph, make_inpu
         if kind in _QUANTIZER_ARGS:
             if getattr(layer, "alpha", None) is not None:
                 raise ValueError(f"Layer {layer.name!r}: kernel_scale='channel' has no Larq counterpart.")
-            for option in ("normalize_inputs", "symmetric_padding"):  # the authors' options (#19)
-                if getattr(layer, option, False):
-                    raise ValueError(f"Layer {layer.name!r}: {option}=True has no Larq counterpart.")
+            if getattr(layer, "symmetric_padding", False):  # the authors' option (#19)
+                raise ValueError(f"Layer {layer.name!r}: symmetric_padding=True has no Larq counterpart.")
+            if getattr(layer, "normalize_inputs", False):  # the authors' option (#19), QuantConv2D's
+                args["normalize_inputs"] = True
             args.update({arg: quantizer(getattr(layer, arg), layer) for arg in _QUANTIZER_ARGS[kind]})
             if kind != "qdense":
                 args["pad_values"] = layer.pad_values
@@ -276,7 +281,8 @@ def _translate(model, source, target, modules, quantizer, side, graph, make_inpu
             unused = kind in ("qdepthwise", "qseparable", "depthwise") and arg.startswith("kernel_")
             if arg in config and not unused and getattr(layer, arg, None) is not None:
                 args[arg] = carry(getattr(layer, arg), layer, arg)
-        return _construct(layer, side, target[kind], {**args, **keep}, activation)
+        cls = target["normalized_qconv"] if args.get("normalize_inputs") else target[kind]
+        return _construct(layer, side, cls, {**args, **keep}, activation)
 
     return _rebuild_graph(model, graph, make_input, make_layer, model_cls)
 
@@ -365,15 +371,22 @@ def to_larq(model):
     Larq's own, with the same arguments; initializers, constraints and regularizers are
     carried (Keras built-ins by name). A per-channel `kernel_scale` alpha (BiPer's, which
     `binarize()` adds) is folded into the BatchNormalization that follows it (exact at
-    inference: see `fold_kernel_scale`). What has no Larq counterpart (an alpha with no
-    BatchNormalization after it, the ProxConnect++ quantizers, a custom constraint, an
-    unknown layer type) is refused with a ValueError naming the layer, never dropped.
+    inference: see `fold_kernel_scale`). The package's CIFAR models go too: `HardTanh`
+    becomes an `Activation(larq.activations.hard_tanh)`, and the option-A shortcut and
+    QuantConv2D's `normalize_inputs` (the authors' training-time normalization) become
+    `larq_interop.OptionAShortcut` / `NormalizedQuantConv2D`, tf_keras layers registered
+    when the plugin registers (a Larq model holding them saves and loads where
+    `biper_keras.larq_interop` is imported). What has no Larq counterpart (an alpha with
+    no BatchNormalization after it, `symmetric_padding`, the ProxConnect++ quantizers, a
+    custom constraint, an unknown layer type) is refused with a ValueError naming the
+    layer, never dropped.
     """
     import keras
     import tensorflow as tf
 
     from biper_keras import layers as bl
     from biper_keras import quantizers
+    from biper_keras.models import blocks
 
     lq = import_larq()
     classes = register()
@@ -396,11 +409,17 @@ def to_larq(model):
                "regularizer": tf.keras.regularizers.get}[arg.rsplit("_", 1)[1]]
         return _carry(obj, layer, arg, "Larq/tf_keras", get, lq.constraints.WeightClip)
 
+    twins = {
+        # Larq's own hard tanh (clip to [-1, 1]), as Larq models write it.
+        blocks.HardTanh: lambda layer, keep: tf.keras.layers.Activation(lq.activations.hard_tanh, **keep),
+        blocks.OptionAShortcut: lambda layer, keep: classes["OptionAShortcut"](layer.filters, **keep),
+    }
     return _translate(
         model, _layer_kinds(keras.layers, bl),
-        _layer_kinds(tf.keras.layers, lq.layers), (keras.layers, tf.keras.layers), quantizer,
+        {**_layer_kinds(tf.keras.layers, lq.layers), "normalized_qconv": classes["NormalizedQuantConv2D"]},
+        (keras.layers, tf.keras.layers), quantizer,
         "Larq/tf_keras", _graph(model, _keras3_inputs), lambda shape, name: tf.keras.Input(shape, name=name),
-        tf.keras.Model, carry, _RENAMED_KEYS, activation_to_larq,
+        tf.keras.Model, carry, _RENAMED_KEYS, activation_to_larq, twins,
     )
 
 
@@ -413,13 +432,15 @@ def from_larq(model):
     (`FUNCTION_QUANTIZERS`); tf_keras's TF-op layers for `x + y`, `x * y`, `x - y`,
     maximum/minimum become merge layers. Anything else (a Python `Lambda`, another TF op,
     an unregistered function) is a ValueError naming the layer, its class and the function.
-    A model with one input gets one input tensor, not a one-element list."""
+    A model with one input gets one input tensor, not a one-element list. `to_larq`'s
+    `OptionAShortcut` and `NormalizedQuantConv2D` come back as the package's own layers."""
     import keras
     import tensorflow as tf
 
     from biper_keras import constraints
     from biper_keras import layers as bl
     from biper_keras import quantizers
+    from biper_keras.models import blocks
 
     lq = import_larq()
     classes = register()
@@ -442,10 +463,12 @@ def from_larq(model):
                "regularizer": keras.regularizers.get}[arg.rsplit("_", 1)[1]]
         return _carry(obj, layer, arg, "biper_keras/Keras 3", get, constraints.WeightClip)
 
+    twins = {classes["OptionAShortcut"]: lambda layer, keep: blocks.OptionAShortcut(layer.filters, **keep)}
     return _translate(
         model, _layer_kinds(tf.keras.layers, lq.layers),
-        _layer_kinds(keras.layers, bl, bl.BatchNormalization), (tf.keras.layers, keras.layers),
+        {**_layer_kinds(keras.layers, bl, bl.BatchNormalization), "normalized_qconv": bl.QuantConv2D},
+        (tf.keras.layers, keras.layers),
         quantizer, "biper_keras/Keras 3", _graph(model, _tf_keras_inputs), lambda shape, name: keras.Input(shape, name=name),
         keras.Model, carry, {k: {v: o for o, v in r.items()} for k, r in _RENAMED_KEYS.items()},
-        activation_from_larq,
+        activation_from_larq, twins,
     )

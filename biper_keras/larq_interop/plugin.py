@@ -58,7 +58,54 @@ def _make_classes(lq):
 
     BiPer.__module__, BiPer.__qualname__ = "biper_keras.larq_interop", "BiPer"
     tf.keras.utils.get_custom_objects().update({"BiPer": BiPer, "biper": BiPer})
-    return {"BiPer": BiPer}
+    return {"BiPer": BiPer, **_make_layer_twins(lq, tf)}
+
+
+def _make_layer_twins(lq, tf):
+    """tf_keras twins of what the package's own CIFAR models use beyond Larq: the ResNet
+    option-A shortcut and QuantConv2D's `normalize_inputs` (the BiPer authors' per-sample
+    activation normalization), registered with tf_keras so a Larq model holding them saves
+    and loads where biper_keras.larq_interop is imported."""
+    from biper_keras import layers as bl
+    from biper_keras.models import blocks
+
+    class OptionAShortcut(tf.keras.layers.Layer):
+        __doc__ = blocks.OptionAShortcut.__doc__
+
+        def __init__(self, filters, **kwargs):
+            super().__init__(**kwargs)
+            self.filters = filters
+
+        def call(self, inputs):
+            x = tf.nn.avg_pool2d(inputs, 2, 2, "VALID")
+            extra = self.filters - inputs.shape[-1]
+            return tf.pad(x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+
+        def get_config(self):
+            return {**super().get_config(), "filters": self.filters}
+
+    class NormalizedQuantConv2D(lq.layers.QuantConv2D):
+        """Larq's QuantConv2D with the BiPer authors' per-sample activation normalization
+        before the input quantizer, in training only: biper_keras's
+        `QuantConv2D(normalize_inputs=True)`. The sign, and so inference, is unchanged."""
+
+        def __init__(self, *args, normalize_inputs=True, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.normalize_inputs = bool(normalize_inputs)
+
+        def call(self, inputs, training=None):
+            if self.normalize_inputs and training:
+                inputs = bl._per_sample_normalized(inputs)
+            return super().call(inputs)
+
+        def get_config(self):
+            return {**super().get_config(), "normalize_inputs": self.normalize_inputs}
+
+    twins = {"OptionAShortcut": OptionAShortcut, "NormalizedQuantConv2D": NormalizedQuantConv2D}
+    for name, cls in twins.items():
+        cls.__module__, cls.__qualname__ = "biper_keras.larq_interop", name
+        tf.keras.saving.register_keras_serializable(package="biper_keras")(cls)
+    return twins
 
 
 def register():
