@@ -254,6 +254,21 @@ class Recipe:
     def two_stage(self):
         return self.kernel_quantizer == "biper"
 
+    @classmethod
+    def trial(cls, epochs=(12, 8), **changes):
+        """A short run that visibly learns: stage lengths `epochs` (stage 1, stage 2),
+        one warm-up epoch, and peak rates and weight decay chosen for tens, not hundreds,
+        of epochs; the sin^2 weights and everything else are the paper recipe's. Measured
+        on the quickstart's 500 images (benchmarks/quickstart_schedules.py,
+        docs/results/quickstart_schedules.md): more, smaller steps are what learns
+        (batch 25 for 20 epochs there); these rates beat the paper's 0.021/0.0037 in that
+        budget. `changes` are any other Recipe fields (e.g. batch_size). For full runs
+        use `Recipe()`, the paper's 600 + 300 epochs."""
+        paper = cls()
+        e1, e2 = epochs
+        return cls(**{"stage1": Stage(e1, 0.05, 1e-4, paper.stage1.tau), "stage2": Stage(e2, 0.02, 1e-5, paper.stage2.tau),
+                      "warmup_epochs": 1, **changes})
+
 
 _FLOAT32_MAX = 3.4028234663852886e38
 

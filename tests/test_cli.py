@@ -355,7 +355,7 @@ def test_help_shows_defaults_and_exit_codes(capsys):
     assert "(default: 0.98)" in text and "(default: arm)" in text
     assert "3 bad input" in text and "6 LCE and Keras disagree" in text and "(default: None)" not in text
     text = " ".join(run_cli_here(capsys, "train", "--help").stdout.split())
-    assert "(default: resnet20)" in text and "(default 600,300)" in text and "--seed SEED weights, shuffling, augmentation (default: 0)" in text
+    assert "(default: resnet20)" in text and "(default 600,300; trial preset 12,8)" in text and "--seed SEED weights, shuffling, augmentation (default: 0)" in text
 
 
 def test_ratios_are_worded_for_their_direction():
@@ -452,3 +452,21 @@ def test_train_with_the_device_cache(tmp_path, capsys, monkeypatch):
     # ImageNet-style inputs need the tf.data pipeline (random resized crop, 224x224).
     assert_one_line_error(run_cli_here(capsys, "train", "--data", "imagenet2012", "--cache", "device",
                                        "--out", str(tmp_path / "x")), 3, "--cache device keeps CIFAR-sized images")
+
+
+def test_train_preset_trial_sets_the_short_run_defaults_and_flags_still_win():
+    import dataclasses
+
+    from biper_keras import cli
+    from biper_keras.training import Recipe
+
+    parse = lambda *a: cli._recipe(cli.build_parser().parse_args(["train", "--out", "x", *a]))  # noqa: E731
+    assert parse() == Recipe()
+    assert parse("--preset", "trial") == Recipe.trial()
+    trial = Recipe.trial()
+    assert (trial.stage1.epochs, trial.stage2.epochs, trial.warmup_epochs) == (12, 8, 1)
+    assert trial.stage1.tau == Recipe().stage1.tau and trial.stage2.tau == Recipe().stage2.tau
+    mixed = parse("--preset", "trial", "--epochs", "4,2", "--lr", "0.01", "--warmup-epochs", "0")
+    assert mixed == dataclasses.replace(trial, stage1=dataclasses.replace(trial.stage1, epochs=4, lr=0.01),
+                                        stage2=dataclasses.replace(trial.stage2, epochs=2, lr=0.01), warmup_epochs=0)
+    assert Recipe.trial((3, 2), batch_size=25).batch_size == 25
