@@ -65,6 +65,16 @@ def test_tfds_names_with_mock_data():
     assert x.shape == (8, 28, 28, 1) and y.shape == (8,)
 
 
+def test_tfds_download_resolves_its_urls_offline(tmp_path):
+    # `--download` starts in builder.url_infos, which imports the importlib_resources
+    # backport that tensorflow-datasets 4.9 declares for Python < 3.9 only: without it
+    # (setup.cfg installs it) the download died with ModuleNotFoundError before any network.
+    import tensorflow_datasets as tfds
+
+    urls = tfds.builder("cifar10", data_dir=str(tmp_path)).url_infos
+    assert list(urls) == ["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"]
+
+
 def test_bad_sources(tmp_path):
     with pytest.raises(ValueError, match="Data folder not found"):
         image_datasets(tmp_path / "missing" / "x")
