@@ -14,9 +14,16 @@ import pytest
 
 from shared_processes import BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
 
-README = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
-BLOCKS = [(m.start(), lang, code) for m in re.finditer(r"```(\w*)\n(.*?)```", README, re.S)
-          for lang, code in [m.groups()]]
+ROOT = pathlib.Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def fenced_blocks(text):
+    """(offset, language, code) of every fenced block of a Markdown text."""
+    return [(m.start(), *m.groups()) for m in re.finditer(r"```(\w*)\n(.*?)```", text, re.S)]
+
+
+BLOCKS = fenced_blocks(README)
 
 
 def block_after(marker, lang):
@@ -111,11 +118,11 @@ def test_larq_column_of_the_side_by_side_block_runs(larq_results):
     assert "README-LCE True" in out and "Ratio of MACs that are binarized" in out, out
 
 
-def command_lines():
-    """Every `biper-keras ...` line of the README's bash blocks, continuations joined,
+def command_lines(blocks):
+    """Every `biper-keras ...` line of `blocks`' bash blocks, continuations joined,
     comments dropped, a `...` placeholder filled in as a reader would."""
     lines = []
-    for _, lang, code in BLOCKS:
+    for _, lang, code in blocks:
         if lang != "bash":
             continue
         for line in code.replace("\\\n", " ").splitlines():
@@ -129,9 +136,11 @@ def command_lines():
 def test_every_command_line_parses():
     from biper_keras.cli import build_parser
 
-    lines = command_lines()
+    lines = command_lines(BLOCKS)
     assert len(lines) >= 11 and {argv[0] for argv in lines} >= {"train", "convert", "benchmark", "qe"}
-    for argv in lines:
+    docs = command_lines(fenced_blocks((ROOT / "docs" / "results.md").read_text()))
+    assert len(docs) >= 5  # the full-scale recipes
+    for argv in lines + docs:
         if argv[0] == "quickstart":
             continue
         try:
