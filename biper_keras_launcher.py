@@ -44,19 +44,26 @@ def _fd2_to_devnull():
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     """Finds `tensorflow` as the other finders would, and runs its import (where the
-    start-up lines are written) with fd 2 at /dev/null. Used once: it leaves
-    `sys.meta_path` as soon as it is asked."""
+    start-up lines are written) with fd 2 at /dev/null. It leaves `sys.meta_path` once
+    TensorFlow is imported (a mere `find_spec("tensorflow")` imports nothing)."""
+
+    _finding = False
 
     def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
+        if name != "tensorflow" or self._finding:
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
+        self._finding = True  # the other finders' answer, not this one's again
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         exec_module = spec.loader.exec_module
 
         def quiet_exec_module(module):
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
             with _fd2_to_devnull():
                 exec_module(module)
 

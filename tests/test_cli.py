@@ -310,12 +310,13 @@ def test_launcher_quiets_a_later_tensorflow_import_on_another_backend():
     # its start-up lines must not reach the terminal then either.
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "_BIPER_KERAS_QUIET_TF")}
     env["KERAS_BACKEND"] = "jax"
-    code = ("import sys, biper_keras_launcher as l; l.quiet_import(['train']); "
-            "assert 'tensorflow' not in sys.modules; import tensorflow as tf; "
-            "print(float(tf.constant(2.0) + 1), type(tf.__loader__).__name__)")
+    code = ("import importlib.util, sys, biper_keras_launcher as l; l.quiet_import(['train']); "
+            "assert 'tensorflow' not in sys.modules; importlib.util.find_spec('tensorflow'); "
+            "import tensorflow as tf; print(float(tf.constant(2.0) + 1), type(tf.__loader__).__name__, "
+            "any(isinstance(f, l._QuietTensorFlowImport) for f in sys.meta_path))")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    assert result.stdout.split() == ["3.0", "SourceFileLoader"]
+    assert result.stdout.split() == ["3.0", "SourceFileLoader", "False"]  # and the hook is gone
 
 
 def test_launcher_asks_for_logs_only_when_the_user_did(monkeypatch):
