@@ -2,16 +2,14 @@
 `biper-keras` command lines parse, and a printed line it quotes is what the command prints.
 A rename in the package that the README does not follow fails here."""
 
-import os
 import pathlib
 import re
 import shlex
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from helpers import run_cli_here
 from shared_processes import BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -149,15 +147,13 @@ def test_every_command_line_parses():
             pytest.fail(f"README command `biper-keras {' '.join(argv)}` does not parse (exit {err.code})")
 
 
-def test_qe_curve_prints_what_the_readme_quotes(tmp_path):
+def test_qe_curve_prints_what_the_readme_quotes(tmp_path, capsys):
     block = block_after("### Quantization error", "bash")
     command, quoted = block.splitlines()[:2]
     out = "docs/figures/qe_curve.png"
     assert command.startswith("biper-keras qe curve ") and out in command
     argv = shlex.split(command)[1:]
     argv[argv.index(out)] = str(tmp_path / "qe.png")
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-    result = subprocess.run([sys.executable, "-m", "biper_keras.cli", *argv], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = run_cli_here(capsys, *argv)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == quoted.lstrip("# ").replace(out, str(tmp_path / "qe.png"))
