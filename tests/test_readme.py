@@ -1,6 +1,7 @@
-"""The README's snippets as a reader copies them: its Python blocks run unchanged, its
-`biper-keras` command lines parse, and a printed line it quotes is what the command prints.
-A rename in the package that the README does not follow fails here."""
+"""The README's snippets as a reader copies them: its Python blocks run as printed (the
+side-by-side Larq/biper-keras block column by column, its layer put in a one-layer model),
+its `biper-keras` command lines (and docs/results.md's) parse, and a printed line it quotes
+is what the command prints. A rename that the README does not follow fails here."""
 
 import pathlib
 import re
