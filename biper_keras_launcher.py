@@ -5,11 +5,15 @@ which writes its start-up lines (oneDNN, CUDA drivers, cpu_feature_guard) straig
 descriptor 2 before its logging is set up: `TF_CPP_MIN_LOG_LEVEL` alone does not silence
 them (docs/stack-notes.md). This module sets the variable and points fd 2 at /dev/null only
 while the package is imported, unless the user asked for the logs (`--verbose`, or the
-variable already set). A Ctrl-C during that import (seconds) is the CLI's usual one line
-and exit 130, not a traceback.
+variable already set). On the JAX and torch backends TensorFlow is imported later (tf.data,
+LCE's interpreter), so fd 2 is also pointed at /dev/null while TensorFlow itself is
+imported, wherever that happens. A Ctrl-C during that import (seconds) is the CLI's usual
+one line and exit 130, not a traceback.
 """
 
 import contextlib
+import importlib.abc
+import importlib.util
 import os
 import sys
 
@@ -38,6 +42,35 @@ def _fd2_to_devnull():
         os.close(devnull)
 
 
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` as the other finders would, and runs its import (where the
+    start-up lines are written) with fd 2 at /dev/null. It leaves `sys.meta_path` once
+    TensorFlow is imported (a mere `find_spec("tensorflow")` imports nothing)."""
+
+    _finding = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow" or self._finding:
+            return None
+        self._finding = True  # the other finders' answer, not this one's again
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding = False
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def quiet_exec_module(module):
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            with _fd2_to_devnull():
+                exec_module(module)
+
+        spec.loader.exec_module = quiet_exec_module  # this spec's own loader object
+        return spec
+
+
 def quiet_import(argv):
     """Imports and returns `biper_keras.cli`, silencing TensorFlow's start-up unless
     `argv` asks for logs. The variable stays set, so the processes the CLI starts inherit
@@ -48,6 +81,8 @@ def quiet_import(argv):
         return cli
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     os.environ[_QUIET] = "1"
+    if "tensorflow" not in sys.modules:
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
     with _fd2_to_devnull():  # an import error's traceback prints after the restore
         import biper_keras.cli as cli
     return cli

@@ -186,7 +186,10 @@ def _tfds_split(name, split, image_size, channels, data_dir, download):
 
     builder = tfds.builder(name, data_dir=data_dir)
     if download:
-        builder.download_and_prepare()
+        try:
+            builder.download_and_prepare()
+        except AssertionError as err:  # e.g. imagenet2012's missing manual dir: say what tfds says
+            raise ValueError(f"tensorflow-datasets cannot prepare {name!r}: {' '.join(str(err).split())}") from err
     try:
         ds = builder.as_dataset(split=split, as_supervised=True)
     except AssertionError as err:  # tfds asserts when the data is not prepared

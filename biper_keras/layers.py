@@ -176,10 +176,12 @@ def tag_precision(variable, quantizer):
 
 def warn_if_starving(layer, quantizer, constraint, constraint_arg):
     """Larq's warning: a clipped binary estimator without a constraint lets latent
-    weights drift where their gradient is always zero."""
+    weights drift where their gradient is always zero. The text names the layer's class,
+    not the layer, so that Python's filter shows it once per line of code: a model builder
+    (18 binary convs in ResNet-20) warns once, not once per layer."""
     if _may_starve(quantizer) and constraint is None:
         warnings.warn(
-            f"Layer {layer.name!r}: using a binary weight quantizer without setting "
+            f"{type(layer).__name__}: using a binary weight quantizer without setting "
             f"`{constraint_arg}` may result in starved weights (where the gradient is "
             f"always zero); e.g. {constraint_arg}=\"weight_clip\".",
             stacklevel=4,

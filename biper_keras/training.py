@@ -419,6 +419,15 @@ def _compile(model, recipe, stage, steps_per_epoch):
     )
 
 
+def _carry_optimizer_state(source, target):
+    """Gives `target` (a rebuild of `source`: the same variables in the same order) the
+    state of `source`'s optimizer. A freshly compiled optimizer holds one variable until
+    it first steps, and loading a file saved with it warns that its 80 or so do not match."""
+    target.optimizer.build(target.trainable_variables)
+    for new, old in zip(target.optimizer.variables, source.optimizer.variables, strict=True):
+        new.assign(old)
+
+
 def _log_callbacks(folder):
     """CSV log always; TensorBoard where TensorFlow and tensorboard are installed (its
     writer is tf.summary, on every backend): a JAX- or torch-only machine trains without it."""
@@ -604,6 +613,7 @@ def _train(recipe, data, out_dir, *, stages, resume, verbose, callbacks, distrib
             # BNN++ ends hard-binarized: the saved model is the deployable one.
             hardened = harden(model)
             _compile(hardened, recipe, stage, steps_per_epoch)
+            _carry_optimizer_state(model, hardened)
             model = hardened
         fit = {"epochs": settings.epochs, "seconds": seconds,
                "images_per_second": data.train_size * epochs_run / seconds if epochs_run and seconds else None,

@@ -305,6 +305,20 @@ def test_launcher_error_is_one_line_without_tensorflow_logs(tmp_path):
     assert not (tmp_path / "o.tflite").exists()
 
 
+def test_launcher_quiets_a_later_tensorflow_import_on_another_backend():
+    # On JAX the CLI imports TensorFlow after the package (tf.data, LCE's interpreter):
+    # its start-up lines must not reach the terminal then either.
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "_BIPER_KERAS_QUIET_TF")}
+    env["KERAS_BACKEND"] = "jax"
+    code = ("import importlib.util, sys, biper_keras_launcher as l; l.quiet_import(['train']); "
+            "assert 'tensorflow' not in sys.modules; importlib.util.find_spec('tensorflow'); "
+            "import tensorflow as tf; print(float(tf.constant(2.0) + 1), type(tf.__loader__).__name__, "
+            "any(isinstance(f, l._QuietTensorFlowImport) for f in sys.meta_path))")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.split() == ["3.0", "SourceFileLoader", "False"]  # and the hook is gone
+
+
 def test_launcher_asks_for_logs_only_when_the_user_did(monkeypatch):
     import biper_keras_launcher as launcher
 

@@ -65,6 +65,23 @@ def test_tfds_names_with_mock_data():
     assert x.shape == (8, 28, 28, 1) and y.shape == (8,)
 
 
+def test_tfds_download_resolves_its_urls_offline(tmp_path):
+    # `--download` starts in builder.url_infos, which imports the importlib_resources
+    # backport that tensorflow-datasets 4.9 declares for Python < 3.9 only: without it
+    # (setup.cfg installs it) the download died with ModuleNotFoundError before any network.
+    import tensorflow_datasets as tfds
+
+    urls = tfds.builder("cifar10", data_dir=str(tmp_path)).url_infos
+    assert list(urls) == ["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"]
+
+
+def test_tfds_set_without_its_manual_files_is_a_one_line_value_error(tmp_path):
+    # imagenet2012 is never downloaded: tfds asserts that the manual dir holds the tars.
+    with pytest.raises(ValueError, match=r"cannot prepare 'imagenet2012': Manual directory .* ILSVRC2012_img_train.tar") as err:
+        image_datasets("imagenet2012", data_dir=str(tmp_path), download=True)
+    assert "\n" not in str(err.value)
+
+
 def test_bad_sources(tmp_path):
     with pytest.raises(ValueError, match="Data folder not found"):
         image_datasets(tmp_path / "missing" / "x")

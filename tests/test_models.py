@@ -102,3 +102,18 @@ def test_symmetric_padding_reaches_stride_2_convs_only():
     assert all(sym == (strides == (2, 2)) for strides, sym in flags.values()), flags
     twin = get_model("resnet20", kernel_quantizer=None, input_quantizer=None, symmetric_padding=True)
     assert [l.padding for l in twin.layers if isinstance(l, keras.layers.ZeroPadding2D)] == [((1, 1), (1, 1))] * 2
+
+
+def test_a_builder_warns_once_about_starving_weights_not_once_per_layer():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own rule for a UserWarning
+        get_model("resnet20", kernel_quantizer="bnn")
+    starving = [w for w in caught if "starved weights" in str(w.message)]
+    assert len(starving) == 1, [str(w.message) for w in caught]
+    assert str(starving[0].message).startswith("QuantConv2D: using a binary weight quantizer")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        get_model("resnet20")  # BiPer's gradient never vanishes: no warning
+    assert not [w for w in caught if "starved weights" in str(w.message)]
