@@ -240,7 +240,7 @@ def _pair(text, cast, name):
 def _recipe(args):
     from biper_keras.training import Recipe, Stage
 
-    defaults = Recipe.trial() if args.preset == "trial" else Recipe()
+    defaults = Recipe()
     if not Recipe(kernel_quantizer=args.quantizer).two_stage:  # the rule: one stage, one value
         for name in ("epochs", "lr", "weight_decay", "tau"):
             text = getattr(args, name)
@@ -260,8 +260,7 @@ def _recipe(args):
     recipe = Recipe(model=args.model, kernel_quantizer=args.quantizer, input_quantizer=args.input_quantizer,
                     omega=args.omega, stage1=Stage(epochs[0], lr[0], wd[0], tau[0]),
                     stage2=Stage(epochs[1], lr[1], wd[1], tau[1]), batch_size=args.batch_size,
-                    warmup_epochs=defaults.warmup_epochs if args.warmup_epochs is None else args.warmup_epochs,
-                    seed=args.seed, weight_decay_mode=args.weight_decay_mode,
+                    warmup_epochs=args.warmup_epochs, seed=args.seed, weight_decay_mode=args.weight_decay_mode,
                     precision=args.precision, steps_per_execution=args.steps_per_execution)
     return recipe.validate()
 
@@ -341,17 +340,17 @@ def _train(args):
 def _quickstart(args):
     import pathlib
 
-    from biper_keras.training import Recipe, train
+    from biper_keras.training import quickstart_recipe, train
 
     epochs = _pair(args.epochs, int, "epochs")
     if min(epochs) <= 0:
         raise CommandError(f"--epochs must be > 0, got {args.epochs!r}")
     sample = pathlib.Path(__file__).parent / "sample_data" / "cifar10"
     out = pathlib.Path(args.out)
+    recipe = quickstart_recipe(epochs)
     print(f"Training a BiPer ResNet-20 on {sample} (700 CIFAR-10 images shipped with the package),\n"
           f"stage 1 (sine weights, {epochs[0]} epochs) then stage 2 (binary weights, {epochs[1]} epochs), "
-          f"the trial preset at batch 25; output in {out}")
-    recipe = Recipe.trial(tuple(epochs), batch_size=25)
+          f"the paper's recipe at batch {recipe.batch_size}; output in {out}")
     from biper_keras.data import image_datasets
 
     data = image_datasets(sample, batch_size=recipe.batch_size)
@@ -361,9 +360,9 @@ def _quickstart(args):
         speed = f"{s['images_per_second']:.0f} images/s" if s.get("images_per_second") else "resumed"
         print(f"{stage}: test accuracy {s['test_accuracy']:.3f} on {data.test_size} images ({speed})")
     _after_training(out, out / "stage2", True)
-    print("Next: a short trial on your data, `biper-keras train --data PATH --preset trial --out runs/x` "
-          "(12+8 epochs; PATH/{train,test}/<class>/*.jpg or a tensorflow-datasets name); without --preset it "
-          "runs the paper's 600+300-epoch schedule: train prints its plan first and an ETA after one epoch.")
+    print("Next: a short trial on your data, `biper-keras train --data PATH --epochs 12,8 --out runs/x` "
+          "(PATH/{train,test}/<class>/*.jpg or a tensorflow-datasets name); without --epochs it runs "
+          "the paper's 600+300-epoch schedule: train prints its plan first and an ETA after one epoch.")
 
 
 def _summary(args):
@@ -388,17 +387,14 @@ def _qe_sweep(args):
 
 def _add_recipe_arguments(parser, recipe):
     s1, s2 = recipe.stage1, recipe.stage2
-    trial = type(recipe).trial()
     parser.add_argument("--model", default=recipe.model, help="a biper_keras.models name")
     parser.add_argument("--data", default=None,
                         help="image folder (root/{train,test}/<class>/*) or a tfds name; default $BIPER_DATA_DIR")
-    t1, t2 = trial.stage1, trial.stage2
-    parser.add_argument("--epochs", help=f"stage 1,stage 2 epochs (default {s1.epochs},{s2.epochs}; trial preset "
-                                         f"{t1.epochs},{t2.epochs}); one value for a one-stage quantizer")
-    parser.add_argument("--lr", help=f"stage 1,stage 2 peak learning rates (default {s1.lr:g},{s2.lr:g}; "
-                                     f"trial preset {t1.lr:g},{t2.lr:g})")
-    parser.add_argument("--weight-decay", help=f"stage 1,stage 2 (default {s1.weight_decay:g},{s2.weight_decay:g}; "
-                                               f"trial preset {t1.weight_decay:g},{t2.weight_decay:g})")
+    parser.add_argument("--epochs", help=f"stage 1,stage 2 epochs (default {s1.epochs},{s2.epochs}: the paper's; "
+                                         "12,8 for a short trial that visibly learns); one value for a one-stage "
+                                         "quantizer")
+    parser.add_argument("--lr", help=f"stage 1,stage 2 peak learning rates (default {s1.lr:g},{s2.lr:g})")
+    parser.add_argument("--weight-decay", help=f"stage 1,stage 2 (default {s1.weight_decay:g},{s2.weight_decay:g})")
     parser.add_argument("--weight-decay-mode", choices=["coupled", "decoupled"], default=recipe.weight_decay_mode,
                         help="coupled: PyTorch's SGD (wd*w added to the gradient, the authors' meaning); "
                              "decoupled: Keras's SGD(weight_decay=)")
@@ -409,12 +405,8 @@ def _add_recipe_arguments(parser, recipe):
     parser.add_argument("--batch-size", type=int, default=recipe.batch_size, help="global batch")
     parser.add_argument("--steps-per-execution", type=int, default=recipe.steps_per_execution,
                         help="training steps per compiled call (fewer host round trips on a GPU/TPU)")
-    parser.add_argument("--preset", choices=["paper", "trial"], default="paper",
-                        help="defaults of --epochs/--lr/--weight-decay/--warmup-epochs: the paper's 600+300-epoch "
-                             "recipe, or a short run that visibly learns (biper_keras.training.Recipe.trial)")
-    parser.add_argument("--warmup-epochs", type=int,
-                        help=f"learning-rate warm-up (default {recipe.warmup_epochs}; trial preset "
-                             f"{trial.warmup_epochs})")
+    parser.add_argument("--warmup-epochs", type=int, default=recipe.warmup_epochs,
+                        help="learning-rate warm-up (at most half a stage)")
     parser.add_argument("--seed", type=int, default=recipe.seed, help="weights, shuffling, augmentation")
     parser.add_argument("--limit", type=int, help="use only the first N images of each split")
     parser.add_argument("--no-augment", action="store_true")

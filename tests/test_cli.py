@@ -369,7 +369,7 @@ def test_help_shows_defaults_and_exit_codes(capsys):
     assert "(default: 0.98)" in text and "(default: arm)" in text
     assert "3 bad input" in text and "6 LCE and Keras disagree" in text and "(default: None)" not in text
     text = " ".join(run_cli_here(capsys, "train", "--help").stdout.split())
-    assert "(default: resnet20)" in text and "(default 600,300; trial preset 12,8)" in text and "--seed SEED weights, shuffling, augmentation (default: 0)" in text
+    assert "(default: resnet20)" in text and "(default 600,300: the paper's; 12,8 for a short trial" in text and "--seed SEED weights, shuffling, augmentation (default: 0)" in text
 
 
 def test_ratios_are_worded_for_their_direction():
@@ -468,7 +468,7 @@ def test_train_with_the_device_cache(tmp_path, capsys, monkeypatch):
                                        "--out", str(tmp_path / "x")), 3, "--cache device keeps CIFAR-sized images")
 
 
-def test_train_preset_trial_sets_the_short_run_defaults_and_flags_still_win():
+def test_recipe_trial_is_the_paper_recipe_shortened_and_the_cli_builds_it():
     import dataclasses
 
     from biper_keras import cli
@@ -476,11 +476,31 @@ def test_train_preset_trial_sets_the_short_run_defaults_and_flags_still_win():
 
     parse = lambda *a: cli._recipe(cli.build_parser().parse_args(["train", "--out", "x", *a]))  # noqa: E731
     assert parse() == Recipe()
-    assert parse("--preset", "trial") == Recipe.trial()
     trial = Recipe.trial()
-    assert (trial.stage1.epochs, trial.stage2.epochs, trial.warmup_epochs) == (12, 8, 1)
-    assert trial.stage1.tau == Recipe().stage1.tau and trial.stage2.tau == Recipe().stage2.tau
-    mixed = parse("--preset", "trial", "--epochs", "4,2", "--lr", "0.01", "--warmup-epochs", "0")
-    assert mixed == dataclasses.replace(trial, stage1=dataclasses.replace(trial.stage1, epochs=4, lr=0.01),
-                                        stage2=dataclasses.replace(trial.stage2, epochs=2, lr=0.01), warmup_epochs=0)
-    assert Recipe.trial((3, 2), batch_size=25).batch_size == 25
+    assert parse("--epochs", "12,8") == trial
+    paper = Recipe()
+    assert trial == dataclasses.replace(paper, stage1=dataclasses.replace(paper.stage1, epochs=12),
+                                        stage2=dataclasses.replace(paper.stage2, epochs=8))
+    assert Recipe.trial((3, 2), batch_size=25) == dataclasses.replace(Recipe.trial((3, 2)), batch_size=25)
+
+
+def test_the_quickstart_trains_the_measured_schedule():
+    """The README's quickstart numbers come from benchmarks/quickstart_schedules.py's
+    `paper_12_8_b25` row: the quickstart must train that recipe by default."""
+    import dataclasses
+    import importlib.util
+
+    from biper_keras import cli
+    from biper_keras.training import Recipe, quickstart_recipe
+
+    default = cli.build_parser().parse_args(["quickstart"]).epochs
+    assert quickstart_recipe(cli._pair(default, int, "epochs")) == Recipe.trial((12, 8), batch_size=25)
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "quickstart_schedules.py"
+    spec = importlib.util.spec_from_file_location("quickstart_schedules", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.variants()["paper_12_8_b25"] == quickstart_recipe((12, 8))
+    rows = module.table([{"variant": "paper_12_8_b25", "seed": s, "seconds": 60.0, "stage1": a, "stage2": b,
+                          "recipe": dataclasses.asdict(quickstart_recipe())}
+                         for s, (a, b) in enumerate([(0.2, 0.25), (0.3, 0.35)])], ["paper_12_8_b25"])
+    assert "| paper_12_8_b25 | 12+8 | 25 | 0.250 | 0.300 (0.250-0.350) | 60 |" in rows
