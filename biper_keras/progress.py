@@ -8,9 +8,13 @@ import time
 import keras
 
 
+def stages_text(epochs_by_stage):
+    return ", ".join(f"stage {s} {n} epoch{'s' * (n != 1)}" for s, n in epochs_by_stage)
+
+
 def plan_text(epochs_by_stage, steps_per_epoch, batch_size, train_size):
     """One line: the epochs of each stage, the steps per epoch and the steps in all."""
-    stages = ", ".join(f"stage {s} {n} epoch{'s' * (n != 1)}" for s, n in epochs_by_stage)
+    stages = stages_text(epochs_by_stage)
     total = sum(n for _, n in epochs_by_stage) * steps_per_epoch
     return (f"plan: {stages}; {steps_per_epoch:,} steps per epoch ({train_size:,} images, batch "
             f"{batch_size}), {total:,} steps in all; time estimate after the first epoch")
@@ -43,7 +47,10 @@ class Eta(keras.callbacks.Callback):
             return
         self._done = time.perf_counter() - self._start
         left = self.epochs - (epoch + 1) + self.epochs_after
+        took = f"stage {self.stage} epoch {epoch + 1}/{self.epochs} took {duration_text(self._done)}"
+        if not left:
+            self.print_fn(f"{took}: the last epoch of the run")
+            return
         end = datetime.datetime.now() + datetime.timedelta(seconds=self._done * left)
-        self.print_fn(f"stage {self.stage} epoch {epoch + 1}/{self.epochs} took {duration_text(self._done)}: "
-                      f"about {duration_text(self._done * left)} for the {left} epoch{'s' * (left != 1)} left "
-                      f"(ETA {end:%Y-%m-%d %H:%M})")
+        self.print_fn(f"{took}: about {duration_text(self._done * left)} for the {left} epoch{'s' * (left != 1)} "
+                      f"left (ETA {end:%Y-%m-%d %H:%M})")

@@ -554,8 +554,11 @@ def _train(recipe, data, out_dir, *, stages, resume, verbose, callbacks, distrib
     summary = (run_folder.read_json(summary_path) if resume else None) or {}
     steps_per_epoch = max(1, math.ceil(data.train_size / recipe.batch_size))
     planned = [(s, (recipe.stage1 if s == 1 else recipe.stage2).epochs) for s in stages]
+    complete = all("test_accuracy" in summary.get(f"stage{s}", {}) and (out / f"stage{s}" / "model.keras").exists()
+                   for s in stages)
     if verbose:
-        print(progress.plan_text(planned, steps_per_epoch, recipe.batch_size, data.train_size))
+        print(f"{out}: the run is complete ({progress.stages_text(planned)}); nothing to train" if complete else
+              progress.plan_text(planned, steps_per_epoch, recipe.batch_size, data.train_size))
 
     def commit(stage, model, fit):
         # summary.json, not model.keras, marks a stage done: a run stopped during the

@@ -181,7 +181,7 @@ def test_train_one_stage_then_resume_finds_it_done(tmp_path):
     result = run(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert ("plan: stage 2 1 epoch; 2 steps per epoch (100 images, batch 50), 2 steps in all" in result.stdout)
-    assert "stage 2 epoch 1/1 took " in result.stdout and "for the 0 epochs left (ETA " in result.stdout
+    assert "stage 2 epoch 1/1 took " in result.stdout and ": the last epoch of the run" in result.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stage2"]["epochs"] == 1 and "stage1" not in summary
     assert (out / "stage2" / "model.keras").exists() and (out / "model.tflite").exists()
@@ -194,6 +194,7 @@ def test_train_one_stage_then_resume_finds_it_done(tmp_path):
     assert_one_line_error(run(*args), 3, "is not empty: pass resume=True")
     again = run(*args, "--resume")
     assert again.returncode == 0, again.stderr[-2000:]
+    assert "the run is complete (stage 2 1 epoch); nothing to train" in again.stdout and "plan:" not in again.stdout
 
 
 @pytest.mark.parametrize(
@@ -418,6 +419,11 @@ def test_eta_after_the_first_epoch_counts_the_later_stages(monkeypatch):
     assert len(lines) == 1
     # 120 s per epoch, 599 + 300 epochs left: 107,880 s = 30.0 h
     assert lines[0].startswith("stage 1 epoch 1/600 took 2 min: about 30.0 h for the 899 epochs left (ETA ")
+    clock = iter([0.0, 3.0])  # a run's last epoch has nothing left to estimate
+    eta = progress.Eta(stage=2, epochs=1, print_fn=lines.append)
+    eta.on_epoch_begin(0)
+    eta.on_epoch_end(0)
+    assert lines[1] == "stage 2 epoch 1/1 took 3 s: the last epoch of the run"
     assert progress.plan_text([(1, 600), (2, 300)], 196, 256, 50000) == (
         "plan: stage 1 600 epochs, stage 2 300 epochs; 196 steps per epoch (50,000 images, batch 256), "
         "176,400 steps in all; time estimate after the first epoch")

@@ -193,6 +193,7 @@ PACKAGE_MODELS = textwrap.dedent(
     back = larq_interop.from_larq(loaded)
     assert isinstance(back.get_layer("s1b0c0_down"), blocks.OptionAShortcut), [l.name for l in back.layers][:40]
     assert back.get_layer("s0b0c0_conv").normalize_inputs is True
+    assert isinstance(back.get_layer("stem_act"), blocks.HardTanh)
     np.testing.assert_allclose(back.predict(xs, verbose=0), expected, atol=1e-4)
 
     # NormalizedQuantConv2D computes what QuantConv2D(normalize_inputs=True) computes, in

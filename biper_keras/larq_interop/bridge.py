@@ -244,12 +244,13 @@ def _translate(model, source, target, modules, quantizer, side, graph, make_inpu
     `modules` = (source, target) Keras layer modules for the generic layers;
     `carry(obj, layer, arg)` maps initializers, constraints and regularizers,
     `activation(name)` activation names; `twins` {class: make(layer, common kwargs)} the
-    package's parameter-free layers (their exact class, not subclasses)."""
+    package's parameter-free layers (their exact class, not subclasses; None: not a twin)."""
 
     def make_layer(layer):
         keep = {"name": layer.name, "trainable": layer.trainable, "dtype": layer.dtype_policy.name}
-        if type(layer) in twins:
-            return twins[type(layer)](layer, keep)
+        twin = twins[type(layer)](layer, keep) if type(layer) in twins else None
+        if twin is not None:
+            return twin
         generic = _generic_layer(layer, *modules, side, renamed)
         kind = next((kind for kind, cls in source.items() if isinstance(layer, cls)), None)
         if generic is None and kind is None:
@@ -433,7 +434,8 @@ def from_larq(model):
     maximum/minimum become merge layers. Anything else (a Python `Lambda`, another TF op,
     an unregistered function) is a ValueError naming the layer, its class and the function.
     A model with one input gets one input tensor, not a one-element list. `to_larq`'s
-    `OptionAShortcut` and `NormalizedQuantConv2D` come back as the package's own layers."""
+    `OptionAShortcut` and `NormalizedQuantConv2D`, and an `Activation` of Larq's
+    `hard_tanh`, come back as the package's own layers."""
     import keras
     import tensorflow as tf
 
@@ -463,7 +465,12 @@ def from_larq(model):
                "regularizer": keras.regularizers.get}[arg.rsplit("_", 1)[1]]
         return _carry(obj, layer, arg, "biper_keras/Keras 3", get, constraints.WeightClip)
 
-    twins = {classes["OptionAShortcut"]: lambda layer, keep: blocks.OptionAShortcut(layer.filters, **keep)}
+    twins = {
+        classes["OptionAShortcut"]: lambda layer, keep: blocks.OptionAShortcut(layer.filters, **keep),
+        # Larq's hard tanh: the package's layer (in training it is written for XLA's speed).
+        tf.keras.layers.Activation: lambda layer, keep: (blocks.HardTanh(**keep)
+                                                         if layer.activation is lq.activations.hard_tanh else None),
+    }
     return _translate(
         model, _layer_kinds(tf.keras.layers, lq.layers),
         {**_layer_kinds(keras.layers, bl, bl.BatchNormalization), "normalized_qconv": bl.QuantConv2D},
