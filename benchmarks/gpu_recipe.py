@@ -132,17 +132,25 @@ def main(argv=None):
     data = device_data.device_datasets(args.data, batch_size=args.batch_size, limit_per_split=args.limit or None)
     load_seconds = time.perf_counter() - start
     steps = min(args.timing_steps, len(data.train))
+    timed = {}
+
+    def timed_step(precision, per_call):  # (seconds, model); each setting compiled and timed once
+        if (precision, per_call) not in timed:
+            variant = dataclasses.replace(recipe, precision=precision, steps_per_execution=per_call)
+            timed[precision, per_call] = step_seconds(variant, data, steps)
+        return timed[precision, per_call]
+
     sweep = []
     if args.sweep_step:
         for precision in ("float32", "mixed_bfloat16"):
             for per_call in (1, 8):
-                variant = dataclasses.replace(recipe, precision=precision, steps_per_execution=per_call)
-                seconds, _ = step_seconds(variant, data, steps)
+                seconds = timed_step(precision, per_call)[0]
                 sweep.append({"precision": precision, "steps_per_execution": per_call, "step_ms": 1e3 * seconds})
                 print(f"step sweep: {precision}, steps_per_execution {per_call}: {1e3 * seconds:.2f} ms", flush=True)
-    step, model = step_seconds(recipe, data, steps)
+    step, model = timed_step(recipe.precision, recipe.steps_per_execution)
     macs, flops = training_flops(model, args.batch_size)
     del model
+    timed.clear()  # the compiled models
     times = EpochTimes()
     folder = pathlib.Path(args.runs)
     resume = folder.exists() and any(folder.iterdir())
