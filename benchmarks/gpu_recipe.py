@@ -141,12 +141,14 @@ def main(argv=None):
         return timed[precision, per_call]
 
     sweep = []
+    settings = [(p, n) for p in ("float32", "mixed_bfloat16") for n in (1, 8)]
+    if args.quick:  # a smoke run: two of the four (each compiles a step; minutes on a CPU)
+        settings = [("float32", 1), ("mixed_bfloat16", 8)]
     if args.sweep_step:
-        for precision in ("float32", "mixed_bfloat16"):
-            for per_call in (1, 8):
-                seconds = timed_step(precision, per_call)[0]
-                sweep.append({"precision": precision, "steps_per_execution": per_call, "step_ms": 1e3 * seconds})
-                print(f"step sweep: {precision}, steps_per_execution {per_call}: {1e3 * seconds:.2f} ms", flush=True)
+        for precision, per_call in settings:
+            seconds = timed_step(precision, per_call)[0]
+            sweep.append({"precision": precision, "steps_per_execution": per_call, "step_ms": 1e3 * seconds})
+            print(f"step sweep: {precision}, steps_per_execution {per_call}: {1e3 * seconds:.2f} ms", flush=True)
     step, model = timed_step(recipe.precision, recipe.steps_per_execution)
     macs, flops = training_flops(model, args.batch_size)
     del model

@@ -106,6 +106,7 @@ def test_gpu_recipe_quick_mode_runs_both_stages_on_the_device_data(tmp_path):
     assert row["flops_per_step"] == 6 * row["macs_per_image"] * 50
     assert 0 <= row["stage1_top1"] <= 1 and 0 <= row["stage2_top1"] <= 1 and row["step_ms"] > 0
     assert "| step (ms) |" in out.with_suffix(".md").read_text()
+    # --quick sweeps two of the four settings (the run's own, float32 x 1, is not timed twice).
     assert [(s["precision"], s["steps_per_execution"]) for s in row["step_sweep"]] == [
-        ("float32", 1), ("float32", 8), ("mixed_bfloat16", 1), ("mixed_bfloat16", 8)]
+        ("float32", 1), ("mixed_bfloat16", 8)]
     assert all(s["step_ms"] > 0 for s in row["step_sweep"])

@@ -1,7 +1,8 @@
 """Larq Zoo (larq-zoo 2.4.0) models move to Keras 3 with `from_larq`, convert as LCE
 converts the originals, and come back with `to_larq`; what cannot move is refused by
 name. QuickNetSmall and the small bridge checks run in the session's Larq process; the
-other models, ~25 s each, in one process of their own that only the slow tier starts."""
+other models, ~20 s each, in one process of their own that only the slow tier starts (one
+per family; the rest with `-m exhaustive`)."""
 
 import json
 import textwrap
@@ -18,9 +19,11 @@ MODEL = textwrap.dedent(
     """
 )
 
-SLOW_MODELS = ("BinaryResNetE18", "BinaryDenseNet28", "BinaryDenseNet37", "BinaryDenseNet37Dilated",
-               "BinaryDenseNet45", "QuickNet", "QuickNetLarge", "BiRealNet", "BinaryAlexNet",
-               "XNORNet", "DoReFaNet")
+# One model per family and quantizer in the full suite (~20 s each); the rest repeat a
+# family already covered and run with `-m exhaustive` (deselected by default: setup.cfg).
+SLOW_MODELS = ("BinaryResNetE18", "BinaryDenseNet37Dilated", "BiRealNet", "XNORNet", "DoReFaNet")
+EXHAUSTIVE_MODELS = ("BinaryDenseNet28", "BinaryDenseNet37", "BinaryDenseNet45", "QuickNet", "QuickNetLarge",
+                     "BinaryAlexNet")
 # Models that do not move, and what the refusal must name (layer class, function).
 REFUSED = {
     "RealToBinaryNet": ("'r2b_bnn_block_2_out' (Lambda)", "'<lambda>'"),
@@ -182,16 +185,32 @@ def test_quicknet_small_moves_over(larq_results):
     assert {value for _, value in r["clips"][1]} == {1.25}, r["clips"]
 
 
+def _zoo_process(names, tmp_path_factory):
+    scripts = {name: MODEL.replace("NAME", repr(name)) for name in names}
+    return run_scripts(scripts, tmp_path_factory.mktemp("zoo"), legacy=True)
+
+
 @pytest.fixture(scope="module")
 def slow_zoo(tmp_path_factory):
-    scripts = {name: MODEL.replace("NAME", repr(name)) for name in SLOW_MODELS}
-    return run_scripts(scripts, tmp_path_factory.mktemp("zoo"), legacy=True)
+    return _zoo_process(SLOW_MODELS, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def exhaustive_zoo(tmp_path_factory):
+    return _zoo_process(EXHAUSTIVE_MODELS, tmp_path_factory)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SLOW_MODELS)
 def test_zoo_model_moves_over(slow_zoo, name):
     check_moved(_parsed(script_output(slow_zoo, name)))
+
+
+@pytest.mark.slow
+@pytest.mark.exhaustive
+@pytest.mark.parametrize("name", EXHAUSTIVE_MODELS)
+def test_zoo_model_of_a_covered_family_moves_over(exhaustive_zoo, name):
+    check_moved(_parsed(script_output(exhaustive_zoo, name)))
 
 
 @pytest.mark.parametrize("name", sorted(REFUSED))
