@@ -510,3 +510,25 @@ def test_the_quickstart_trains_the_measured_schedule():
                           "recipe": dataclasses.asdict(quickstart_recipe())}
                          for s, (a, b) in enumerate([(0.2, 0.25), (0.3, 0.35)])], ["paper_12_8_b25"])
     assert "| paper_12_8_b25 | 12+8 | 25 | 0.250 | 0.300 (0.250-0.350) | 60 |" in rows
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["qe", "curve", "--b", "0.05", "-o", "{tmp}/c.png"]])
+def test_help_and_qe_curve_do_not_load_tensorflow_and_print_the_same(tmp_path, argv):
+    """They compute nothing on a backend: the launcher lets Keras load JAX (a third of
+    TensorFlow's import time) unless the user chose a backend; the output is unchanged."""
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code = ("import sys, biper_keras_launcher as l\n"
+            "try:\n    l.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('@@', 'tensorflow' in sys.modules, 'torch' in sys.modules)\n")
+    results = {}
+    for backend in (None, "tensorflow"):
+        env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+        if backend:
+            env["KERAS_BACKEND"] = backend
+        out = subprocess.run([sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True,
+                             timeout=300, cwd=pathlib.Path(__file__).parents[1])
+        assert out.returncode == 0, out.stderr[-2000:]
+        results[backend] = out.stdout
+    assert results[None].rstrip().endswith("@@ False False"), results[None][-300:]
+    assert results["tensorflow"].rstrip().endswith("@@ True False")  # the user's choice is kept
+    assert results[None].rsplit("@@", 1)[0] == results["tensorflow"].rsplit("@@", 1)[0]
