@@ -35,8 +35,12 @@ if os.environ.get("TF_USE_LEGACY_KERAS") == "1" and importlib.util.find_spec("la
         pass  # a larq that cannot load: register() says why when it is asked for
 
 
+_TF_KERAS_CLASSES = ("BiPer", "OptionAShortcut", "NormalizedQuantConv2D")
+
+
 def __getattr__(name):
-    # `larq_interop.BiPer` is the tf_keras class; it exists once larq can be imported.
-    if name == "BiPer":
+    # The tf_keras classes (`larq_interop.BiPer`, the layer twins `to_larq` uses) exist
+    # once larq can be imported.
+    if name in _TF_KERAS_CLASSES:
         return register()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
