@@ -1,7 +1,6 @@
 """Mixed precision: the binary decisions are float32's bit for bit, a mixed model trains
 and converts to the same fused LCE graph."""
 
-import contextlib
 import math
 
 import keras
@@ -11,18 +10,12 @@ from keras import ops
 
 import biper_keras as bk
 from biper_keras.convert import convert, op_histogram
+from biper_keras.training import dtype_policy
 
 POLICIES = ["mixed_bfloat16", "mixed_float16"]
 
 
-@contextlib.contextmanager
-def policy(name):
-    before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(before)
+policy = dtype_policy  # Keras's global policy inside the block, restored after it
 
 
 def hard_weights(shape, omega=20.0, seed=0):
