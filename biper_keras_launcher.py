@@ -20,8 +20,13 @@ import sys
 _QUIET = "_BIPER_KERAS_QUIET_TF"
 
 
+def _options(argv):
+    """`argv` before a `--` (what follows it is not the CLI's)."""
+    return argv[: argv.index("--")] if "--" in argv else argv
+
+
 def _wants_logs(argv):
-    options = argv[: argv.index("--")] if "--" in argv else argv
+    options = _options(argv)
     # argparse accepts an unambiguous abbreviation ("--verb"; "--ve" could be --version).
     verbose = any(len(a) > 4 and "--verbose".startswith(a) for a in options)
     # _QUIET marks a variable this module set (in a parent CLI): the user did not ask.
@@ -90,7 +95,7 @@ def quiet_import(argv):
 
 def _needs_no_backend(argv):
     """Help, the version and `qe curve` (NumPy) compute nothing on a Keras backend."""
-    options = argv[: argv.index("--")] if "--" in argv else argv
+    options = _options(argv)
     words = [a for a in options if not a.startswith("-")]
     return (not options or "--version" in options or "-h" in options or "--help" in options
             or words[:2] == ["qe", "curve"])

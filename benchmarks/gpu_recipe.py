@@ -80,13 +80,9 @@ def step_seconds(recipe, data, steps):
     `steps` steps (the first one compiles)."""
     from biper_keras import training
 
-    import keras
-
     with training.dtype_policy(recipe.precision):
         model = training.build_model(recipe, 2, data)
-        model.compile(training.make_optimizer(recipe, 2, steps),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
-                      steps_per_execution=recipe.steps_per_execution)
+        training.compile_stage(model, recipe, 2, steps)  # as train() compiles it
     times = EpochTimes()
     model.fit(data.train, epochs=2, steps_per_epoch=steps, verbose=0, callbacks=[times])
     return times.seconds[-1] / steps, model

@@ -237,6 +237,13 @@ def _pair(text, cast, name):
     return values if len(values) == 2 else values * 2
 
 
+def _epochs(text):
+    epochs = _pair(text, int, "epochs")
+    if min(epochs) <= 0:
+        raise CommandError(f"--epochs must be > 0, got {text!r}")
+    return epochs
+
+
 def _recipe(args):
     from biper_keras.training import Recipe, Stage
 
@@ -248,9 +255,7 @@ def _recipe(args):
                 raise CommandError(f"--{name.replace('_', '-')} {text}: --quantizer {args.quantizer} trains one "
                                    f"stage (only biper has two): give one value")
     # `is not None`: an empty value (an unset shell variable) is an error, not the default.
-    epochs = _pair(args.epochs, int, "epochs") if args.epochs is not None else [defaults.stage1.epochs, defaults.stage2.epochs]
-    if min(epochs) <= 0:
-        raise CommandError(f"--epochs must be > 0, got {args.epochs!r}")
+    epochs = _epochs(args.epochs) if args.epochs is not None else [defaults.stage1.epochs, defaults.stage2.epochs]
     lr = _pair(args.lr, float, "lr") if args.lr is not None else [defaults.stage1.lr, defaults.stage2.lr]
     wd = (_pair(args.weight_decay, float, "weight-decay") if args.weight_decay is not None
           else [defaults.stage1.weight_decay, defaults.stage2.weight_decay])
@@ -342,9 +347,7 @@ def _quickstart(args):
 
     from biper_keras.training import quickstart_recipe, train
 
-    epochs = _pair(args.epochs, int, "epochs")
-    if min(epochs) <= 0:
-        raise CommandError(f"--epochs must be > 0, got {args.epochs!r}")
+    epochs = _epochs(args.epochs)
     sample = pathlib.Path(__file__).parent / "sample_data" / "cifar10"
     out = pathlib.Path(args.out)
     recipe = quickstart_recipe(epochs)

@@ -16,9 +16,10 @@ from biper_keras._files import atomic_write as _atomic_write
 from biper_keras.optimizers import CoupledSGD
 from biper_keras.quantizers import BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
 from biper_keras.rebuild import rebuild
-from biper_keras.recipe import Recipe, Stage, _check_non_negative, quickstart_recipe  # noqa: F401 (public here too)
+from biper_keras.recipe import Recipe, Stage, quickstart_recipe  # noqa: F401 (public here too)
+from biper_keras.recipe import _check_non_negative
 
-__all__ = ["MuSchedule", "annealed_quantizers", "annealing_callbacks", "harden", "to_binary_stage", "Recipe", "Stage", "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "read_state",
+__all__ = ["MuSchedule", "annealed_quantizers", "annealing_callbacks", "harden", "to_binary_stage", "Recipe", "Stage", "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "compile_stage", "read_state",
            "load_checkpoint", "make_deterministic"]
 
 _SCHEDULES = ("linear", "exponential")
@@ -299,7 +300,9 @@ def make_optimizer(recipe, stage, steps_per_epoch):
     return keras.optimizers.SGD(schedule, momentum=momentum, weight_decay=settings.weight_decay or None)
 
 
-def _compile(model, recipe, stage, steps_per_epoch):
+def compile_stage(model, recipe, stage, steps_per_epoch):
+    """Compiles `model` as `train()` does for `stage` (1 or 2): `make_optimizer`'s SGD,
+    cross-entropy on logits, accuracy, the recipe's steps per execution."""
     model.compile(
         make_optimizer(recipe, stage, steps_per_epoch),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -485,7 +488,7 @@ def _train(recipe, data, out_dir, *, stages, resume, verbose, callbacks, distrib
                     model = to_binary_stage(previous, tau=recipe.stage2.tau)  # stage 2 starts from stage 1
                 else:
                     model = build_model(recipe, stage, data)
-                _compile(model, recipe, stage, steps_per_epoch)
+                compile_stage(model, recipe, stage, steps_per_epoch)
                 initial_epoch = 0
         annealing = annealing_callbacks(model, settings.epochs, recipe.mu_start, recipe.mu_end)
         epochs_run = settings.epochs - initial_epoch
@@ -504,7 +507,7 @@ def _train(recipe, data, out_dir, *, stages, resume, verbose, callbacks, distrib
         if any(isinstance(q, BNNPlusPlus) for q in annealed_quantizers(model)):
             # BNN++ ends hard-binarized: the saved model is the deployable one.
             hardened = harden(model)
-            _compile(hardened, recipe, stage, steps_per_epoch)
+            compile_stage(hardened, recipe, stage, steps_per_epoch)
             _carry_optimizer_state(model, hardened)
             model = hardened
         fit = {"epochs": settings.epochs, "seconds": seconds,

@@ -15,7 +15,7 @@ import torch
 from authors_reference import AuthorsResNet20, training_step
 from helpers import randomize_batch_norms
 from biper_keras.models.resnet import AUTHORS_OPTIONS
-from biper_keras.training import Recipe, Stage, _compile, build_model
+from biper_keras.training import Recipe, Stage, compile_stage, build_model
 
 keras.config.set_floatx("float64")
 keras.config.set_dtype_policy("float64")  # the torch backend casts layer inputs to the policy
@@ -63,7 +63,7 @@ def run_stage(recipe, stage, rng, batches):
     diffs = layer_diffs(keras_activations(asymmetric, x0, False), torch_activations(reference, x0, False))
     result["asymmetric_first_divergence"] = next(k for k, v in diffs.items() if v > 1e-6)
 
-    _compile(model, recipe, stage, STEPS_PER_EPOCH)
+    compile_stage(model, recipe, stage, STEPS_PER_EPOCH)
     schedule = model.optimizer._learning_rate
     reference = AuthorsResNet20(model, recipe.omega, binarize=stage == 2)
     torch_opt = torch.optim.SGD(reference.parameters(), lr=0.0, momentum=recipe.momentum,

@@ -185,11 +185,11 @@ def test_make_optimizer_refuses_bad_values():
 
 
 def test_a_compiled_recipe_model_saves_and_loads_its_coupled_optimizer(data, tmp_path):
-    from biper_keras.training import _compile
+    from biper_keras.training import compile_stage
 
     recipe = tiny_recipe()
     model = build_model(recipe, 1, data)
-    _compile(model, recipe, 1, 2)
+    compile_stage(model, recipe, 1, 2)
     x, y = next(iter(data.train))
     model.train_on_batch(x, y)
     model.save(tmp_path / "m.keras")
@@ -252,7 +252,7 @@ def test_the_fit_callbacks_keep_keras_asynchronous_dispatch(tmp_path, monkeypatc
 def test_steps_per_execution_runs_the_same_steps(tmp_path):
     """Recipe.steps_per_execution only groups steps into one compiled call: the same
     weights after the same batches."""
-    from biper_keras.training import _compile
+    from biper_keras.training import compile_stage
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 8, 8, 3)).astype("float32"), rng.integers(0, 10, 64)
@@ -264,7 +264,7 @@ def test_steps_per_execution_runs_the_same_steps(tmp_path):
                                   keras.layers.Dense(10)])
         recipe = Recipe(kernel_quantizer="ste_sign", stage2=Stage(2, 0.05, 1e-4, 0.0), batch_size=16,
                         warmup_epochs=0, steps_per_execution=per_call)
-        _compile(model, recipe, 2, steps_per_epoch=4)
+        compile_stage(model, recipe, 2, steps_per_epoch=4)
         assert model.steps_per_execution == per_call
         model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
         return model.get_weights()
