@@ -66,7 +66,7 @@ def _make_layer_twins(lq, tf):
     option-A shortcut and QuantConv2D's `normalize_inputs` (the BiPer authors' per-sample
     activation normalization), registered with tf_keras so a Larq model holding them saves
     and loads where biper_keras.larq_interop is imported."""
-    from biper_keras import layers as bl
+    from biper_keras.layers import conv as bl
     from biper_keras.models import blocks
 
     class OptionAShortcut(tf.keras.layers.Layer):

@@ -1,0 +1,350 @@
+"""Quantized convolutions with Larq's argument names.
+
+`QuantConv2D` and `QuantDense` subclass `keras.layers.Conv2D` / `Dense` and hook into
+their two seams rather than rewriting `call`:
+
+- the `kernel` property returns the *quantized* kernel (times the optional per-channel
+  scale alpha) during the layer's own forward pass and inside
+  `context.quantized_scope(True)`; anywhere else it is the latent real weight (the
+  variable in `_kernel`, which trains and is saved), Larq's rule;
+- `convolution_op(inputs, kernel)` (conv) / `call` (dense) binarizes the inputs first.
+
+On the TensorFlow backend the inference graph of a binarized conv is exactly what Larq
+Compute Engine fuses into `LceBconv2d`: `sign(sign(x) + c)` on the input, an optional
+pad with 1.0 (`pad_values=1.0`, the fast path for SAME padding), a VALID conv with a
+kernel that constant-folds to +/-alpha per output channel.
+"""
+
+
+import math
+
+import keras
+from keras import ops
+
+from biper_keras import quantizers as quantizers_lib
+from biper_keras.layers.base import (
+    _check_pad_values,
+    _kernel_quantizer,
+    _PadValues,
+    _quantized_weight,
+    _QuantizedKernel,
+    _QuantizedLayer,
+    _serialize,
+    tag_precision,
+    warn_if_starving,
+)
+
+__all__ = ["QuantConv1D", "QuantConv2D", "QuantDepthwiseConv2D", "QuantSeparableConv2D"]
+
+
+def _per_sample_normalized(x):
+    """x / sqrt(unbiased var of each sample over its other axes + 1e-5), as the BiPer
+    authors' training code computes it (one moments pass per layer)."""
+    axes = list(range(1, len(x.shape)))
+    _, var = ops.moments(x, axes=axes, keepdims=True)
+    n = math.prod(x.shape[1:])
+    return x * ops.rsqrt(var * (n / (n - 1)) + 1e-5)
+
+
+@keras.saving.register_keras_serializable(package="biper_keras")
+class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
+    """2D convolution with quantized inputs and kernel (Larq's `QuantConv2D`).
+
+    Args:
+        input_quantizer: quantizer for the inputs (name, config, instance, callable,
+            or None for full precision), e.g. `"ste_sign"` or `"approx_sign"`.
+        kernel_quantizer: quantizer for the kernel, e.g. `"biper"` or `BiPer(omega=20)`.
+        pad_values: 0.0 or 1.0, the value SAME padding pads with. 1.0 keeps a binary
+            conv's input binary (+1) and is LCE's fast path.
+        kernel_scale: None, or `"channel"` for a learnable per-output-channel scale
+            alpha multiplying the quantized kernel (BiPer's), folded by LCE.
+        kernel_scale_initializer: initializer for alpha (BiPer: uniform on [0, 1)).
+        normalize_inputs: the BiPer authors' per-sample activation normalization, in
+            training only: each sample's input is divided by
+            `sqrt(var + 1e-5)`, var the unbiased variance over all its non-batch axes,
+            before the input quantizer, with the gradient through the std. The sign
+            is unchanged, so it changes only the gradients; the inference graph
+            (and LCE's fusion) is the same as without it.
+        symmetric_padding: with `padding="same"`, compute what PyTorch's
+            `padding=k // 2` computes: `(extent - 1) // 2` before each spatial axis
+            (and after it, as much as the last window reads). Differs from Keras's
+            SAME only for strides > 1, where TF puts the single pad row and column at
+            the bottom/right. Odd kernel sizes, static spatial sizes at stride > 1.
+            With `pad_values=1.0` it converts to a fused `LceBconv2d` behind a float
+            pad; with 0.0, at stride > 1, it does not fuse.
+        **kwargs: everything `keras.layers.Conv2D` accepts.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        pad_values=0.0,
+        data_format=None,
+        dilation_rate=(1, 1),
+        groups=1,
+        activation=None,
+        use_bias=True,
+        input_quantizer=None,
+        kernel_quantizer=None,
+        kernel_scale=None,
+        kernel_scale_initializer=None,
+        normalize_inputs=False,
+        symmetric_padding=False,
+        **kwargs,
+    ):
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+            groups=groups,
+            activation=activation,
+            use_bias=use_bias,
+            **kwargs,
+        )
+        self.pad_values = _check_pad_values(pad_values)
+        for name, value in (("normalize_inputs", normalize_inputs), ("symmetric_padding", symmetric_padding)):
+            if not isinstance(value, bool):
+                raise ValueError(f"Argument `{name}` must be True or False. Received: {name}={value!r}.")
+        if symmetric_padding and (self.padding != "same" or any(k % 2 == 0 for k in self.kernel_size)):
+            raise ValueError(
+                "Argument `symmetric_padding=True` needs padding='same' and odd kernel sizes. "
+                f"Received: padding={self.padding!r}, kernel_size={self.kernel_size}."
+            )
+        self.normalize_inputs, self.symmetric_padding = normalize_inputs, symmetric_padding
+        self._init_quantization(
+            input_quantizer,
+            kernel_quantizer,
+            kernel_scale,
+            kernel_scale_initializer,
+        )
+
+    def call(self, inputs, training=None):
+        # Conv's `call` has no `training`; `convolution_op` reads this flag to pick the
+        # training-only fast path for pad_values=1.0 (a Python bool at trace time).
+        self._training_call = bool(training)
+        with self._quantized_forward():
+            return super().call(inputs)
+
+    def convolution_op(self, inputs, kernel):
+        training = getattr(self, "_training_call", False)
+        if self.normalize_inputs and training:
+            inputs = _per_sample_normalized(inputs)
+        # Keras's own SAME is symmetric at stride 1; at stride > 1 the pads are explicit.
+        own_pads = not (self.symmetric_padding and any(s > 1 for s in self.strides))
+        if not own_pads and self.pad_values == 1.0 and not training:
+            # Inference: pad with +1 before the binarizer (the same values, sign(1) = +1).
+            # LCE then fuses a VALID LceBconv2d; a pad after the binarizer it fuses as
+            # its own SAME, which pads (0, 1) at stride 2: silently wrong.
+            inputs = ops.pad(inputs, self._same_pad_width(inputs.shape), constant_values=1.0)
+            if self.input_quantizer is not None:
+                inputs = self.input_quantizer(inputs)
+            return self._conv(inputs, kernel, "valid")
+        if self.input_quantizer is not None:
+            inputs = self.input_quantizer(inputs)
+        if self.padding != "same" or (self.pad_values == 0.0 and own_pads):
+            return super().convolution_op(inputs, kernel)
+        pad_width = self._same_pad_width(inputs.shape)
+        # Measured on the ResNet-20 step: 8% faster on TF, no gain on JAX (XLA fuses the
+        # pad), 5x slower on torch; so TF only.
+        if training and own_pads and keras.backend.backend() == "tensorflow":
+            return self._ones_padded_conv_by_border(inputs, kernel, pad_width)
+        padded = ops.pad(inputs, pad_width, constant_values=self.pad_values)
+        return self._conv(padded, kernel, "valid")
+
+    def _conv(self, inputs, kernel, padding):
+        return ops.conv(
+            inputs,
+            kernel,
+            strides=list(self.strides),
+            padding=padding,
+            dilation_rate=self.dilation_rate,
+            data_format=self.data_format,
+        )
+
+    def _ones_padded_conv_by_border(self, inputs, kernel, pad_width):
+        """conv(pad(x, 1)) computed as conv_SAME(x) (zero padding, done inside the
+        conv kernel) + conv(pad(0, 1)): the second term is the border's contribution, the
+        same for every sample, so it is computed on one zero image and broadcast.
+
+        Equal to the explicit pad + VALID conv up to float rounding; on TensorFlow the
+        pad and its gradient (a slice) cost more than the one-sample conv and the add
+        (ResNet-20 step: see benchmarks/train_step.py). Training only: the inference
+        graph keeps the explicit pad, the pattern LCE fuses.
+        """
+        border = ops.pad(ops.zeros_like(inputs[:1]), pad_width, constant_values=self.pad_values)
+        return self._conv(inputs, kernel, "same") + self._conv(border, kernel, "valid")
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "pad_values": self.pad_values,
+            "normalize_inputs": self.normalize_inputs,
+            "symmetric_padding": self.symmetric_padding,
+            **self._quantization_config(),
+        }
+
+
+
+# Larq's other convolutions. # (re-exported by `biper_keras.layers`), with Larq's argument names.
+#
+# Their `call`s are written out here rather than hooked into Keras's: Keras 3's
+# `Conv1D.call` does not go through `convolution_op` (a hook there would silently skip
+# the input quantizer), and the depthwise/separable layers have no such seam at all.
+# As in `QuantConv2D`, kernels read as latent variables except in the forward pass and
+# inside `quantized_scope(True)`.
+#
+# LCE fuses binary 2-D convolutions only: a binary `QuantDepthwiseConv2D` (and the
+# depthwise half of `QuantSeparableConv2D`) converts to a float depthwise convolution.
+
+
+@keras.saving.register_keras_serializable(package="biper_keras")
+class QuantConv1D(_QuantizedKernel, _PadValues, keras.layers.Conv1D):
+    """1D convolution with quantized inputs and kernel (Larq's `QuantConv1D`).
+
+    Args:
+        input_quantizer, kernel_quantizer, kernel_scale, kernel_scale_initializer:
+            as in `QuantConv2D`.
+        pad_values: 0.0 or 1.0, the value SAME padding pads with (CAUSAL padding pads
+            with zeros only, as in Larq).
+        **kwargs: everything `keras.layers.Conv1D` accepts.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", pad_values=0.0,
+                 data_format="channels_last", dilation_rate=1, groups=1, activation=None,
+                 use_bias=True, input_quantizer=None, kernel_quantizer=None, kernel_scale=None,
+                 kernel_scale_initializer=None, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate, groups=groups,
+                         activation=activation, use_bias=use_bias, **kwargs)
+        self.pad_values = _check_pad_values(pad_values)
+        if self.padding == "causal" and self.pad_values != 0.0:
+            raise ValueError(
+                "Argument `pad_values` must be 0.0 with padding='causal' (causal padding "
+                f"pads with zeros). Received: pad_values={pad_values!r}."
+            )
+        self._init_quantization(input_quantizer, kernel_quantizer, kernel_scale,
+                                kernel_scale_initializer)
+
+    def call(self, inputs, training=None):
+        if self.input_quantizer is not None:
+            inputs = self.input_quantizer(inputs)
+        with self._quantized_forward():
+            if self.padding != "same" or self.pad_values == 0.0:
+                return super().call(inputs)  # Keras's, for valid, same and causal
+            padded, padding = self._padded(inputs)
+            outputs = ops.conv(padded, self.kernel, strides=list(self.strides), padding=padding,
+                               dilation_rate=self.dilation_rate, data_format=self.data_format)
+        return self._bias_and_activation(outputs)
+
+    def get_config(self):
+        return {**super().get_config(), "pad_values": self.pad_values, **self._quantization_config()}
+
+
+@keras.saving.register_keras_serializable(package="biper_keras")
+class QuantDepthwiseConv2D(_QuantizedLayer, _PadValues, keras.layers.DepthwiseConv2D):
+    """Depthwise 2D convolution with quantized inputs and kernel (Larq's
+    `QuantDepthwiseConv2D`). The latent depthwise kernel is `kernel` (Keras 3's name;
+    `depthwise_kernel`, tf_keras's name, reads the same).
+
+    Args:
+        input_quantizer: quantizer for the inputs, e.g. `"ste_sign"`.
+        depthwise_quantizer: quantizer for the depthwise kernel.
+        pad_values: 0.0 or 1.0, the value SAME padding pads with.
+        **kwargs: everything `keras.layers.DepthwiseConv2D` accepts
+            (`depthwise_constraint="weight_clip"`, ...).
+    """
+
+    kernel = _quantized_weight("kernel", "depthwise_quantizer")
+
+    def __init__(self, kernel_size, strides=(1, 1), padding="valid", pad_values=0.0,
+                 depth_multiplier=1, data_format=None, dilation_rate=(1, 1), activation=None,
+                 use_bias=True, input_quantizer=None, depthwise_quantizer=None, **kwargs):
+        super().__init__(kernel_size, strides=strides, padding=padding,
+                         depth_multiplier=depth_multiplier, data_format=data_format,
+                         dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
+                         **kwargs)
+        self.pad_values = _check_pad_values(pad_values)
+        self.input_quantizer = quantizers_lib.get(input_quantizer)
+        self.depthwise_quantizer = _kernel_quantizer(depthwise_quantizer)
+        warn_if_starving(self, self.depthwise_quantizer, self.depthwise_constraint, "depthwise_constraint")
+
+    @property
+    def depthwise_kernel(self):
+        return self.kernel
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        tag_precision(self._latent_kernel, self.depthwise_quantizer)
+
+    def call(self, inputs):
+        if self.input_quantizer is not None:
+            inputs = self.input_quantizer(inputs)
+        inputs, padding = self._padded(inputs)
+        with self._quantized_forward():
+            outputs = ops.depthwise_conv(inputs, self.kernel, strides=self.strides, padding=padding,
+                                         dilation_rate=self.dilation_rate, data_format=self.data_format)
+        return self._bias_and_activation(outputs)
+
+    def get_config(self):
+        return {**super().get_config(), "pad_values": self.pad_values,
+                "input_quantizer": _serialize(self.input_quantizer),
+                "depthwise_quantizer": _serialize(self.depthwise_quantizer)}
+
+
+@keras.saving.register_keras_serializable(package="biper_keras")
+class QuantSeparableConv2D(_QuantizedLayer, _PadValues, keras.layers.SeparableConv2D):
+    """Depthwise-separable 2D convolution with quantized inputs and kernels (Larq's
+    `QuantSeparableConv2D`).
+
+    Args:
+        input_quantizer: quantizer for the inputs, e.g. `"ste_sign"`.
+        depthwise_quantizer: quantizer for the depthwise kernel.
+        pointwise_quantizer: quantizer for the pointwise (1x1) kernel.
+        pad_values: 0.0 or 1.0, the value SAME padding pads with.
+        **kwargs: everything `keras.layers.SeparableConv2D` accepts.
+    """
+
+    depthwise_kernel = _quantized_weight("depthwise_kernel", "depthwise_quantizer")
+    pointwise_kernel = _quantized_weight("pointwise_kernel", "pointwise_quantizer")
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", pad_values=0.0,
+                 data_format=None, dilation_rate=(1, 1), depth_multiplier=1, activation=None,
+                 use_bias=True, input_quantizer=None, depthwise_quantizer=None,
+                 pointwise_quantizer=None, **kwargs):
+        super().__init__(filters, kernel_size, strides=strides, padding=padding,
+                         data_format=data_format, dilation_rate=dilation_rate,
+                         depth_multiplier=depth_multiplier, activation=activation,
+                         use_bias=use_bias, **kwargs)
+        self.pad_values = _check_pad_values(pad_values)
+        self.input_quantizer = quantizers_lib.get(input_quantizer)
+        self.depthwise_quantizer = _kernel_quantizer(depthwise_quantizer)
+        self.pointwise_quantizer = _kernel_quantizer(pointwise_quantizer)
+        warn_if_starving(self, self.depthwise_quantizer, self.depthwise_constraint, "depthwise_constraint")
+        warn_if_starving(self, self.pointwise_quantizer, self.pointwise_constraint, "pointwise_constraint")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        tag_precision(self._latent_depthwise_kernel, self.depthwise_quantizer)
+        tag_precision(self._latent_pointwise_kernel, self.pointwise_quantizer)
+
+    def call(self, inputs):
+        if self.input_quantizer is not None:
+            inputs = self.input_quantizer(inputs)
+        inputs, padding = self._padded(inputs)
+        with self._quantized_forward():
+            outputs = ops.separable_conv(inputs, self.depthwise_kernel, self.pointwise_kernel,
+                                         strides=self.strides, padding=padding,
+                                         dilation_rate=self.dilation_rate, data_format=self.data_format)
+        return self._bias_and_activation(outputs)
+
+    def get_config(self):
+        return {**super().get_config(), "pad_values": self.pad_values,
+                "input_quantizer": _serialize(self.input_quantizer),
+                "depthwise_quantizer": _serialize(self.depthwise_quantizer),
+                "pointwise_quantizer": _serialize(self.pointwise_quantizer)}

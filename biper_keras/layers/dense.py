@@ -1,0 +1,46 @@
+"""Larq's `QuantDense` for Keras 3."""
+
+import keras
+
+from biper_keras.layers.base import _QuantizedKernel
+
+__all__ = ["QuantDense"]
+
+
+@keras.saving.register_keras_serializable(package="biper_keras")
+class QuantDense(_QuantizedKernel, keras.layers.Dense):
+    """Densely connected layer with quantized inputs and kernel (Larq's `QuantDense`).
+
+    Args:
+        input_quantizer, kernel_quantizer, kernel_scale, kernel_scale_initializer:
+            as in `QuantConv2D`.
+        **kwargs: everything `keras.layers.Dense` accepts.
+    """
+
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=True,
+        input_quantizer=None,
+        kernel_quantizer=None,
+        kernel_scale=None,
+        kernel_scale_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(units, activation=activation, use_bias=use_bias, **kwargs)
+        self._init_quantization(
+            input_quantizer,
+            kernel_quantizer,
+            kernel_scale,
+            kernel_scale_initializer,
+        )
+
+    def call(self, inputs, training=None):
+        if self.input_quantizer is not None:
+            inputs = self.input_quantizer(inputs)
+        with self._quantized_forward():
+            return super().call(inputs, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), **self._quantization_config()}
