@@ -120,6 +120,9 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
         if layer.name in chosen and kernel_scale == "channel":
             kernel = values[0]
             values.append(np.mean(np.abs(kernel.reshape(-1, kernel.shape[-1])), axis=0))
+        if layer.name in chosen:  # an annealed quantizer's mu, input quantizer first (the layer's order)
+            values += [np.float32(q["config"]["mu"]) for q in (input_q, kernel_q)
+                       if isinstance(q, dict) and q["config"].get("mu") is not None]
         return values
 
     binary = rebuild(model, to_quantized, weights)
@@ -157,8 +160,9 @@ def float_twin(model):
 
     def latent_weights(layer):
         # A quantized layer's variables are its latent weights (quantization happens
-        # when they are read); only alpha has no float counterpart.
-        alpha = getattr(layer, "alpha", None)
-        return [w for w in layer.weights if w is not alpha]
+        # when they are read); only alpha and the quantizers' own (mu) have no float counterpart.
+        extra = [getattr(layer, "alpha", None)] + [v for q in quant_layers.layer_quantizers(layer).values()
+                                                   for v in getattr(q, "weights", ())]
+        return [w for w in layer.weights if not any(w is v for v in extra)]
 
     return rebuild(model, to_float, latent_weights)

@@ -405,6 +405,9 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
     binary kernel is computed from them in float32. Returns the summary dict.
     """
     recipe.validate()
+    if recipe.init_from is not None and not resume:  # a wrong float model fails before the folder is made
+        with dtype_policy(recipe.precision):
+            build_model(recipe, 1 if recipe.two_stage else 2, data)
     with dtype_policy(recipe.precision):
         return _train(recipe, data, out_dir, stages=stages, resume=resume, verbose=verbose, callbacks=callbacks,
                       distribute=distribute)
