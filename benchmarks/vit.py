@@ -4,11 +4,12 @@ CIFAR-10, then BC, BNN, BNN+, BNN++ and BiPer fine-tuned from it (the paper's ro
 end; test top-1 per seed, parameter memory and file size float vs binary, and the LCE
 interpreter latency of the W1A1 model against its float twin.
 
-    python benchmarks/vit.py                         # the CPU budget run (docs/results/vit.*)
+    python benchmarks/vit.py --deadline 14:35        # the CPU budget run (docs/results/vit.*)
     python benchmarks/vit.py --quick                 # smoke run: packaged sample, 1 epoch each
-    python benchmarks/vit.py --dim 192 --depth 6 --train-images 50000 --test-images 10000 \\
-        --float-epochs 300 --fine-tune-epochs 100 --seeds 0,1,2 --batch-size 256 --deadline none \\
-        --runs runs/vit-full --out docs/results/vit_full          # the full-scale run (GPU)
+    KERAS_BACKEND=jax python benchmarks/vit.py --data ../shared/datasets/cifar10.bin --device-data \\
+        --dim 192 --depth 6 --heads 3 --mlp-dim 768 --train-images 50000 --test-images 10000 \\
+        --batch-size 256 --float-epochs 300 --fine-tune-epochs 100 --lr 0.1 --fine-tune-lr 0.02 \\
+        --seeds 0,1,2 --runs runs/vit-full --out docs/results/vit_full   # the full-scale run (GPU)
 
 Weights are binary, activations float (W1A32, the PC++ setting) in the accuracy table.
 Runs are resumable (rerun the same command); with `--deadline HH:MM` (UTC) a run that
@@ -54,6 +55,7 @@ def parse(argv):
     parser.add_argument("--reserve-minutes", type=float, default=4, help="kept before the deadline for deployment")
     parser.add_argument("--runs", default=str(_common.REPO / "runs" / "vit"))
     parser.add_argument("--out", default=str(_common.RESULTS / "vit"))
+    parser.add_argument("--device-data", action="store_true", help="keep the images on the accelerator (GPU runs)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -71,6 +73,8 @@ def datasets(args):
     """`train_images` training and `test_images` test images (fixed random subsets)."""
     from biper_keras.data import Datasets, image_datasets
 
+    if args.device_data:  # uint8 images on the accelerator (biper_keras.device_data), as gpu_recipe.py
+        from biper_keras.device_data import device_datasets as image_datasets  # noqa: F811
     train = image_datasets(args.data, batch_size=args.batch_size, limit_per_split=args.train_images)
     test = image_datasets(args.data, batch_size=args.batch_size, limit_per_split=args.test_images)
     return Datasets(train.train, test.test, train.class_names, train.image_shape, train.train_size, test.test_size)
