@@ -149,6 +149,8 @@ def deployment(args, float_path, runs_root):
     """Parameter memory (summary) and sizes of the float, W1A32 and W1A1 models, and the
     LCE interpreter latency of the W1A1 model against its float twin. What fails to
     convert is recorded with its error, not hidden."""
+    import inspect
+
     import keras
 
     from biper_keras import benchmark, convert
@@ -172,6 +174,10 @@ def deployment(args, float_path, runs_root):
         try:
             result = convert.convert(model, verify=True, strict=False)
             row.update(tflite_bytes=len(result.flatbuffer), conversion=result.to_dict())
+            if name == "w1a32" and "weights" in inspect.signature(convert.convert).parameters:
+                # +-alpha per channel stored as int8 +-1 with scale alpha (a converter that offers it)
+                row["tflite_bytes_int8"] = len(convert.convert(model, verify=True, strict=False,
+                                                               weights="int8").flatbuffer)
         except Exception as err:  # what converts today, with the reason
             row["conversion_error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         out[name] = row
@@ -212,6 +218,8 @@ def table(args, rows, deploy, data):
     for name in ("float", "w1a32", "w1a1"):
         d = deploy[name]
         size = f"{d['tflite_bytes'] / 1024:.1f}" if "tflite_bytes" in d else "did not convert"
+        if "tflite_bytes_int8" in d:
+            size += f" (int8 weights: {d['tflite_bytes_int8'] / 1024:.1f})"
         lines.append(f"| {name} | {d['params']:,} | {d['params_1bit']:,} | {d['memory_bytes'] / 1024:.1f} | "
                      f"{d['float32_bytes'] / d['memory_bytes']:.1f}x | {size} |")
     lat = deploy["latency"]
