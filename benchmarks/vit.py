@@ -213,15 +213,19 @@ def table(args, rows, deploy, data):
     skipped = [r for r in rows if r.get("skipped")]
     if skipped:
         lines += ["", "Skipped (deadline): " + ", ".join(f"{LABELS[r['method']]} seed {r['seed']}" for r in skipped)]
-    lines += ["", "| model | parameters | 1-bit | parameter memory (KiB) | float32 bytes / memory | .tflite (KiB) |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "| model | parameters | 1-bit | parameter memory (KiB) | float32 bytes / memory | .tflite (KiB) | "
+              "LceBconv2d | LCE vs Keras parity |", "|---|---|---|---|---|---|---|---|"]
     for name in ("float", "w1a32", "w1a1"):
         d = deploy[name]
         size = f"{d['tflite_bytes'] / 1024:.1f}" if "tflite_bytes" in d else "did not convert"
         if "tflite_bytes_int8" in d:
             size += f" (int8 weights: {d['tflite_bytes_int8'] / 1024:.1f})"
+        conversion = d.get("conversion") or {}
+        parity = conversion.get("parity")
+        checked = "-" if not parity else ("ok" if parity["passed"] else "FAILED") + f", max |diff| {parity['max_abs_diff']:.2g}"
         lines.append(f"| {name} | {d['params']:,} | {d['params_1bit']:,} | {d['memory_bytes'] / 1024:.1f} | "
-                     f"{d['float32_bytes'] / d['memory_bytes']:.1f}x | {size} |")
+                     f"{d['float32_bytes'] / d['memory_bytes']:.1f}x | {size} | "
+                     f"{conversion.get('ops', {}).get('LceBconv2d', 0) if conversion else '-'} | {checked} |")
     lat = deploy["latency"]
     lines += [""]
     if "error" in lat:
