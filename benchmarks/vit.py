@@ -145,38 +145,43 @@ def train_all(args, data, deadline):
     return rows, float_model
 
 
-def deployment(args, float_path, runs_root):
-    """Parameter memory (summary) and sizes of the float, W1A32 and W1A1 models, and the
-    LCE interpreter latency of the W1A1 model against its float twin. What fails to
-    convert is recorded with its error, not hidden."""
+def deployment(args, float_path, runs_root, images=None):
+    """Parameter memory (summary) and sizes of the float, W1A32 (the fine-tuned BNN++) and
+    W1A1 (the float weights under sign weights and activations: `initialize_from`) models,
+    and the LCE interpreter latency of the W1A1 model against its float twin; the
+    conversions' parity is checked on `images` (test images). What fails to convert is
+    recorded with its error, not hidden."""
     import inspect
 
     import keras
 
     from biper_keras import benchmark, convert
-    from biper_keras.summary import summary
     from biper_keras.models import get_model
+    from biper_keras.summary import summary
+    from biper_keras.training import initialize_from
 
     shape = (32, 32, 3)
     options = dict(input_shape=shape, num_classes=10, patch_size=args.patch_size, depth=args.depth, dim=args.dim,
                    heads=args.heads, mlp_dim=args.mlp_dim)
     tuned = runs_root / f"bnn_pp-s{args.seeds[0]}" / "stage2" / "model.keras"
-    models = {"float": keras.models.load_model(float_path) if float_path.exists() else
-              get_model("vit", kernel_quantizer=None, input_quantizer=None, **options),
+    flt = (keras.models.load_model(float_path) if float_path.exists() else
+           get_model("vit", kernel_quantizer=None, input_quantizer=None, **options))
+    models = {"float": flt,
               "w1a32": keras.models.load_model(tuned) if tuned.exists() else
-              get_model("vit", kernel_quantizer="bnn_pp", input_quantizer=None, **options),
-              "w1a1": get_model("vit", kernel_quantizer="ste_sign", input_quantizer="ste_sign", **options)}
+              initialize_from(get_model("vit", kernel_quantizer="ste_sign", input_quantizer=None, **options), flt),
+              "w1a1": initialize_from(get_model("vit", kernel_quantizer="ste_sign", input_quantizer="ste_sign",
+                                                **options), flt)}
     out = {}
     for name, model in models.items():
         stats = summary(model, print_fn=None)
         row = {"params": stats.params, "params_1bit": stats.total("params_1bit"),
                "memory_bytes": stats.memory_bytes, "float32_bytes": stats.float32_bytes}
         try:
-            result = convert.convert(model, verify=True, strict=False)
+            result = convert.convert(model, verify=True, strict=False, data=images)
             row.update(tflite_bytes=len(result.flatbuffer), conversion=result.to_dict())
             if name == "w1a32" and "weights" in inspect.signature(convert.convert).parameters:
                 # +-alpha per channel stored as int8 +-1 with scale alpha (a converter that offers it)
-                row["tflite_bytes_int8"] = len(convert.convert(model, verify=True, strict=False,
+                row["tflite_bytes_int8"] = len(convert.convert(model, verify=True, strict=False, data=images,
                                                                weights="int8").flatbuffer)
         except Exception as err:  # what converts today, with the reason
             row["conversion_error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
@@ -258,6 +263,8 @@ def plot(rows, path):
 
 def main(argv=None):
     args = parse(argv)
+    import numpy as np
+
     from biper_keras.models import available_models
 
     if "vit" not in available_models():
@@ -271,7 +278,8 @@ def main(argv=None):
     start = time.perf_counter()
     data = datasets(args)
     rows, float_path = train_all(args, data, deadline)
-    deploy = deployment(args, float_path, pathlib.Path(args.runs))
+    images = next(iter(data.test))[0]
+    deploy = deployment(args, float_path, pathlib.Path(args.runs), np.asarray(images)[:64])
     text = table(args, rows, deploy, data)
     payload = {"settings": {k: v for k, v in vars(args).items() if k not in ("runs", "out")},
                "train_images": data.train_size, "test_images": data.test_size, "rows": rows, "deployment": deploy,
