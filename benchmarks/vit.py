@@ -139,10 +139,20 @@ def train_all(args, data, deadline):
             epoch_seconds = seconds / epochs_of(recipe)
         rows.append({"method": name, "seed": seed, "epochs": [s["epochs"] for s in stages],
                      "test_accuracy": stages[-1]["test_accuracy"], "train_accuracy": stages[-1].get("train_accuracy"),
+                     # the last epoch's model on the test images: before BNN++'s hard sign (harden)
+                     "last_epoch_test_accuracy": _last_logged(folder / "stage2" / "log.csv", "val_accuracy"),
                      "seconds": seconds, "init_from": recipe.init_from, "recipe": dataclasses.asdict(recipe)})
         if epoch_seconds is None and seconds:
             epoch_seconds = seconds / epochs_of(recipe)
     return rows, float_model
+
+
+def _last_logged(path, column):
+    import csv
+
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1][column]) if rows else None
 
 
 def deployment(args, float_path, runs_root, images=None):
@@ -206,15 +216,17 @@ def table(args, rows, deploy, data):
              f"float and BNN++ end-to-end {args.float_epochs} epochs, each fine-tune {args.fine_tune_epochs} "
              f"(BiPer {max(1, args.fine_tune_epochs // 2)} + {max(1, args.fine_tune_epochs // 2)}); W1A32; "
              "SGD + warm-up/cosine, batch " + str(args.batch_size), "",
-             "| method | route | seeds | test top-1 per seed | mean |", "|---|---|---|---|---|"]
+             "| method | route | seeds | test top-1 per seed | mean | last epoch, before the hard sign (BNN++) |",
+             "|---|---|---|---|---|---|"]
     for method in ("float", *METHODS, "bnn_pp_e2e"):
         done = [r for r in rows if r["method"] == method and "test_accuracy" in r]
         if not done:
             continue
         accs = [r["test_accuracy"] for r in done]
         route = "from scratch" if method in ("float", "bnn_pp_e2e") else "fine-tuned from float"
+        before = ", ".join(f"{r['last_epoch_test_accuracy']:.4f}" for r in done) if method.startswith("bnn_pp") else ""
         lines.append(f"| {LABELS[method]} | {route} | {', '.join(str(r['seed']) for r in done)} | "
-                     f"{', '.join(f'{a:.4f}' for a in accs)} | {statistics.mean(accs):.4f} |")
+                     f"{', '.join(f'{a:.4f}' for a in accs)} | {statistics.mean(accs):.4f} | {before} |")
     skipped = [r for r in rows if r.get("skipped")]
     if skipped:
         lines += ["", "Skipped (deadline): " + ", ".join(f"{LABELS[r['method']]} seed {r['seed']}" for r in skipped)]
