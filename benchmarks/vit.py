@@ -198,6 +198,14 @@ def deployment(args, float_path, runs_root, images=None):
         out[name] = row
         print(f"{name}: {stats.params} parameters, {stats.memory_bytes / 1024:.1f} KiB; "
               f"{row.get('tflite_bytes', row.get('conversion_error'))}", flush=True)
+    # The paper's scale: parameter memory of DeiT-Tiny/Small W1A32 (summary() of the
+    # registry's models, 32x32 inputs, 10 classes; no training needed).
+    out["paper_scale"] = {}
+    for name in ("deit_tiny", "deit_small"):
+        stats = summary(get_model(name, input_shape=shape, num_classes=10, kernel_quantizer="ste_sign",
+                                  input_quantizer=None), print_fn=None)
+        out["paper_scale"][name] = {"params": stats.params, "params_1bit": stats.total("params_1bit"),
+                                    "memory_bytes": stats.memory_bytes, "float32_bytes": stats.float32_bytes}
     try:
         timing = benchmark.compare_with_float(models["w1a1"], threads=(1,), warmup=3, runs=20)
         out["latency"] = {"binary_ms": timing["best"][1]["binary_ms"], "float_ms": timing["best"][1]["float_ms"],
@@ -243,6 +251,9 @@ def table(args, rows, deploy, data):
         lines.append(f"| {name} | {d['params']:,} | {d['params_1bit']:,} | {d['memory_bytes'] / 1024:.1f} | "
                      f"{d['float32_bytes'] / d['memory_bytes']:.1f}x | {size} | "
                      f"{conversion.get('ops', {}).get('LceBconv2d', 0) if conversion else '-'} | {checked} |")
+    for name, d in deploy.get("paper_scale", {}).items():
+        lines.append(f"| {name} W1A32 (not trained) | {d['params']:,} | {d['params_1bit']:,} | "
+                     f"{d['memory_bytes'] / 1024:.1f} | {d['float32_bytes'] / d['memory_bytes']:.1f}x | - | - | - |")
     lat = deploy["latency"]
     lines += [""]
     if "error" in lat:
