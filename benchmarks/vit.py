@@ -4,7 +4,7 @@ CIFAR-10, then BC, BNN, BNN+, BNN++ and BiPer fine-tuned from it (the paper's ro
 end; test top-1 per seed, parameter memory and file size float vs binary, and the LCE
 interpreter latency of the W1A1 model against its float twin.
 
-    python benchmarks/vit.py --deadline 14:35        # the CPU budget run (docs/results/vit.*)
+    python benchmarks/vit.py --seeds 0               # the CPU budget run (docs/results/vit.*)
     python benchmarks/vit.py --quick                 # smoke run: packaged sample, 1 epoch each
     KERAS_BACKEND=jax python benchmarks/vit.py --data ../shared/datasets/cifar10.bin --device-data \\
         --dim 192 --depth 6 --heads 3 --mlp-dim 768 --train-images 50000 --test-images 10000 \\
