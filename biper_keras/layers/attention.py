@@ -76,9 +76,9 @@ class QuantMultiHeadAttention(keras.layers.MultiHeadAttention):
         self._build_attention(len(value_shape) + 1)
         self._output_dense = self._make_output_dense(
             query_shape, self._get_common_kwargs_for_sublayer(), "attention_output")
-        projected = list(self._query_dense.compute_output_shape(query_shape))
-        projected[-1] = self._value_dim
-        self._output_dense.build(tuple(projected))
+        # The attention's output: the query's positions, then heads and value size
+        # (Keras's own build loses the positions' sizes here).
+        self._output_dense.build((*query_shape[:-1], self._num_heads, self._value_dim))
 
     def _projection(self, input_shape, size, name, activation=None):
         equation, bias_axes, rank = _build_proj_equation(len(input_shape) - 1, bound_dims=1, output_dims=2)
