@@ -188,3 +188,29 @@ def test_bad_arguments_name_themselves():
         QuantMultiHeadAttention(2, 3, kernel_scale="layer")
     with pytest.raises(ValueError, match="kernel_quantizer|identifier|Unknown"):
         QuantMultiHeadAttention(2, 3, kernel_quantizer="no_such_quantizer")
+
+
+@pytest.mark.parametrize("make_quant,make_float", [
+    (lambda: QuantEinsumDense("abc,cd->abd", (None, 4), bias_axes="d", input_quantizer="ste_sign",
+                              kernel_quantizer="biper", kernel_scale="channel"),
+     lambda: keras.layers.EinsumDense("abc,cd->abd", (None, 4), bias_axes="d")),
+    (lambda: QuantMultiHeadAttention(2, 3, input_quantizer="ste_sign", kernel_quantizer="bnn_pp",
+                                     kernel_scale="channel"),
+     lambda: keras.layers.MultiHeadAttention(2, 3)),
+])
+def test_config_adds_only_quantization_keys_and_float_twin_carries_the_latent_weights(make_quant, make_float):
+    from biper_keras.binarize import float_twin
+
+    extra = set(make_quant().get_config()) - set(make_float().get_config())
+    assert extra and extra <= set(bk.layers.QUANTIZATION_CONFIG_KEYS), extra
+    inputs = keras.Input((5, 6))
+    layer = make_quant()
+    model = keras.Model(inputs, layer(inputs, inputs) if isinstance(layer, QuantMultiHeadAttention) else layer(inputs))
+    _randomize(model)
+    twin = float_twin(model)
+    (float_layer,) = [l for l in twin.layers if l.weights]
+    assert type(float_layer) is type(make_float())
+    kernels = [w for w in layer.weights if w.path.endswith("/kernel") or w.path.endswith("/bias")]
+    assert len(float_layer.weights) == len(kernels)
+    for a, b in zip(float_layer.weights, kernels):
+        np.testing.assert_array_equal(np.array(a), np.array(b))
