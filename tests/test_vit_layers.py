@@ -109,6 +109,7 @@ def test_binary_tokenwise_projection_runs_as_a_1x1_conv_at_inference(layer, shap
     np.testing.assert_allclose(inference, training, rtol=1e-5, atol=1e-5)
     assert "Conv2D" in _graph_ops(layer, x, False)
     assert "Conv2D" not in _graph_ops(layer, x, True)
+    assert bk.layers.runs_as_tokenwise_conv(layer)
 
 
 def test_non_tokenwise_or_float_input_projection_stays_an_einsum():
@@ -120,10 +121,15 @@ def test_non_tokenwise_or_float_input_projection_stays_an_einsum():
     np.testing.assert_allclose(np.array(across(x, training=False)), np.einsum("abc,bd->adc", _sign(x), _sign(w)),
                                rtol=1e-5, atol=1e-5)
     assert "Conv2D" not in _graph_ops(across, x, False)
+    assert not bk.layers.runs_as_tokenwise_conv(across)
     weights_only = QuantEinsumDense("abc,cd->abd", (None, 4), kernel_quantizer="ste_sign",
                                     kernel_constraint="weight_clip")
     weights_only(x)
     assert "Conv2D" not in _graph_ops(weights_only, x, False)
+    assert not bk.layers.runs_as_tokenwise_conv(weights_only)
+    flat = QuantDense(4, **BINARY)
+    flat(x[:, 0])
+    assert "Conv2D" not in _graph_ops(flat, x[:, 0], False) and not bk.layers.runs_as_tokenwise_conv(flat)
 
 
 def test_projections_are_seen_by_quantized_layers_and_mu_annealing():

@@ -173,7 +173,7 @@ def test_w1a1_vit_converts_every_binary_projection_to_lce_bconv2d_and_matches_ke
     x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
     result = convert(model, data=x)
     binarized = len(quantized_layers(model))
-    assert binarized == 2 * 6
+    assert binarized == 2 * 6 and all(bk.layers.runs_as_tokenwise_conv(l) for l in quantized_layers(model))
     assert result.ops.get("LceBconv2d", 0) == binarized
     assert "Erf" not in str(result.ops) and result.ops.get("GELU") == 2  # tanh gelu -> builtin GELU
     assert result.parity.passed and result.parity.max_abs_diff < 1e-4, result.parity

@@ -182,6 +182,26 @@ def lowers_to_conv(layer, training):
     )
 
 
+def runs_as_tokenwise_conv(layer):
+    """Whether the built `layer` (a QuantDense or QuantEinsumDense) computes, in its
+    TensorFlow inference graph, the 1x1 convolution over tokens that LCE fuses into
+    `LceBconv2d` when its kernel is binary too: a binary input quantizer, a token-wise
+    projection, one or two position axes of static size (see `tokenwise_conv`)."""
+    shapes = list((getattr(layer, "_build_shapes_dict", None) or {}).values())
+    if not layer.built or len(shapes) != 1 or not _is_binary(getattr(layer, "input_quantizer", None)):
+        return False
+    if getattr(layer, "_contracted", None) is not None:  # QuantEinsumDense
+        if not layer._tokenwise:
+            return False
+        contracted = len(layer._contracted)
+    elif isinstance(layer, keras.layers.Dense):
+        contracted = 1
+    else:
+        return False
+    positions = tuple(shapes[0])[1:len(shapes[0]) - contracted]
+    return len(positions) in (1, 2) and None not in positions
+
+
 def tokenwise_conv(inputs, kernel, contracted, input_quantizer=None, bias=None):
     """A token-wise projection as the 1x1 convolution LCE fuses into `LceBconv2d`.
 
