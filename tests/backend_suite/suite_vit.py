@@ -70,7 +70,10 @@ def test_tiny_bnn_pp_vit_learns_with_mu_annealed_in_every_projection():
     x = (rng.normal(size=(32, 16, 16, 3)) + np.where(y, 0.5, -0.5)[:, None, None, None]).astype("float32")
     model = get_model("vit", input_shape=(16, 16, 3), num_classes=2, kernel_quantizer="bnn_pp", depth=1, dim=16,
                       heads=2, mlp_dim=32, patch_size=8)
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # TF: tracing the steps costs more than running them eagerly at this size (not so
+    # on JAX, where every eager op compiles).
+    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  run_eagerly=keras.backend.backend() == "tensorflow")
     before = model.evaluate(x, y, verbose=0)
     schedule = MuSchedule(1.0, 4.0, 6, "exponential")
     model.fit(x, y, batch_size=16, epochs=6, verbose=0, shuffle=False, callbacks=[schedule])
