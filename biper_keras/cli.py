@@ -14,9 +14,11 @@ import threading
 from biper_keras import interrupts, relaunch
 from biper_keras._tables import render
 
-# Exit codes: 2 bad command line (argparse), 3 bad input, 4 a file could not be
-# written or read (unwritable folder, full disk), 5 a binary conv did not fuse, 6 LCE
-# and Keras disagree, 128 + signal number when interrupted (130 Ctrl-C, 143 SIGTERM).
+# Exit codes: 1 a bug (an unexpected error; its traceback goes to a file), 2 bad command
+# line (argparse), 3 bad input, 4 a file could not be written or read (unwritable folder,
+# full disk), 5 a binary conv did not fuse, 6 LCE and Keras disagree, 128 + signal number
+# when interrupted (130 Ctrl-C, 143 SIGTERM).
+EXIT_BUG = 1
 EXIT_INPUT = 3
 EXIT_IO = 4
 EXIT_NOT_FUSED = 5
@@ -172,10 +174,13 @@ def _benchmark(args):
     if args.device_binary:
         if not is_tflite:
             raise CommandError("--device-binary needs a .tflite file (convert it first)")
-        rows = [benchmark.run_lce_benchmark_model(args.device_binary, args.model, prefix=args.prefix,
-                                                  remote_dir=args.remote_dir, threads=n, runs=args.runs,
-                                                  timeout=args.timeout)
-                for n in args.threads]
+        try:
+            rows = [benchmark.run_lce_benchmark_model(args.device_binary, args.model, prefix=args.prefix,
+                                                      remote_dir=args.remote_dir, threads=n, runs=args.runs,
+                                                      timeout=args.timeout)
+                    for n in args.threads]
+        except RuntimeError as err:  # the copy or the device's command failed: the device's word
+            raise CommandError(str(err).splitlines()[0], EXIT_IO)
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
@@ -435,7 +440,8 @@ def _exit_code(err):
     return EXIT_INPUT
 
 
-EPILOG = ("exit codes: 0 done, 2 bad command line, 3 bad input, 4 a file could not be read or written, "
+EPILOG = ("exit codes: 0 done, 1 a bug (traceback saved to a file), 2 bad command line, 3 bad input, "
+          "4 a file could not be read or written, "
           "5 a binary conv did not fuse, 6 LCE and Keras disagree, 130 Ctrl-C, 143 SIGTERM")
 
 
@@ -545,13 +551,34 @@ def build_parser():
     return parser
 
 
+# The exceptions that mean bad input or a failed read/write, and so get one line and
+# their exit code. Library functions raise ValueError (ConversionError and ParityError
+# are ValueErrors) for bad values; OSError is a file or a device; TensorFlow's
+# InvalidArgumentError and DataLossError are data it could not decode mid-run (e.g. an
+# image file). Anything else (TypeError, RuntimeError, KeyError...) is a bug in this
+# package: exit 1, its traceback in a file the message names.
+_INPUT_ERRORS = (CommandError, ValueError, OSError)
+_TF_INPUT_ERRORS = ("InvalidArgumentError", "DataLossError")
+
+
 def _is_user_facing(err):
-    """Errors that describe bad input or a failed read/write (one line, no traceback);
-    anything else is a bug and keeps its traceback. TensorFlow's runtime errors (e.g.
-    an image file that fails to decode mid-run) count as input errors."""
-    if isinstance(err, (CommandError, ValueError, TypeError, OSError, RuntimeError)):
+    if isinstance(err, _INPUT_ERRORS):
         return True
-    return type(err).__module__.startswith("tensorflow.python.framework.errors")
+    return (type(err).__module__.startswith("tensorflow.python.framework.errors")
+            and type(err).__name__ in _TF_INPUT_ERRORS)
+
+
+def _report_bug(err):
+    """Writes the traceback of an unexpected error to a file and returns the one line
+    that names it."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="biper-keras-error-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(traceback.format_exception(err)))
+    return (f"biper-keras: error: unexpected {type(err).__name__}: {_message(err)} (a bug in biper-keras, "
+            f"not your input; the traceback is in {path}: please attach it to a bug report)")
 
 
 def _interrupted(args, signum):
@@ -578,8 +605,11 @@ def main(argv=None):
     except Exception as err:
         if received and not args.verbose:  # the interrupt surfaced as another error
             return _interrupted(args, received[-1])
-        if args.verbose or not _is_user_facing(err):
+        if args.verbose:
             raise
+        if not _is_user_facing(err):
+            print(_report_bug(err), file=sys.stderr)
+            return EXIT_BUG
         print(f"biper-keras: error: {_message(err)}", file=sys.stderr)
         return _exit_code(err)
     finally:
