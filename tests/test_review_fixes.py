@@ -1,7 +1,9 @@
 """The fixes of the maintainers' review: each test failed on the code before its fix."""
 
 import pathlib
+import random
 import re
+import types
 
 import keras
 import numpy as np
@@ -40,3 +42,58 @@ def test_a_library_value_error_is_still_bad_input(capsys, monkeypatch, tmp_path)
     monkeypatch.setattr(analysis, "plot_qe_curve", refuses)
     result = run_cli_here(capsys, "qe", "curve", "-o", str(tmp_path / "c.png"))
     assert_one_line_error(result, 3, "Argument `b` must be > 0")
+
+
+# --- library calls leave global state as they found it ---------------------------------
+
+SHAPES = types.SimpleNamespace(image_shape=(16, 16, 3), num_classes=4)  # what build_model reads of the data
+
+
+def _recipe(seed=0):
+    from biper_keras.training import Recipe, Stage
+
+    return Recipe(stage1=Stage(1, 0.05, 1e-4, 0.037), stage2=Stage(1, 0.02, 1e-5, 0.0468),
+                  batch_size=8, warmup_epochs=1, seed=seed)
+
+
+def test_build_model_leaves_the_callers_random_streams_alone():
+    import tensorflow as tf
+
+    from biper_keras.training import build_model
+
+    def draws():
+        return random.random(), np.random.rand(), float(tf.random.uniform(()))
+
+    for seed_all in (keras.utils.set_random_seed, lambda s: (random.seed(s), np.random.seed(s), tf.random.set_seed(s))):
+        seed_all(7)
+        expected = draws()
+        seed_all(7)
+        build_model(_recipe(), 1, SHAPES)
+        assert draws() == expected
+
+
+def test_build_model_weights_depend_on_the_recipe_seed_only():
+    from biper_keras.training import build_model
+
+    def weights(seed, noise):
+        random.seed(noise)
+        np.random.seed(noise)
+        return build_model(_recipe(seed), 1, SHAPES).get_weights()
+
+    first, again, other = weights(0, noise=1), weights(0, noise=2), weights(3, noise=1)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_data_parallel_scope_restores_the_distribution():
+    from shared_processes import run_python
+
+    out = run_python(
+        "import keras\n"
+        "from biper_keras.training import distribution_scope\n"
+        "assert keras.distribution.distribution() is None\n"
+        "with distribution_scope('data-parallel')():\n"
+        "    inside = type(keras.distribution.distribution()).__name__\n"
+        "print('INSIDE', inside, 'AFTER', keras.distribution.distribution())\n",
+        backend="jax")
+    assert "INSIDE DataParallel AFTER None" in out
