@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from biper_keras.optimizers import Bop, CaseOptimizer
 from helpers import assert_one_line_error, run_cli_here
 
 # --- the CLI: bad input is exit 3, a bug is exit 1 with its traceback in a file ----------
@@ -97,3 +98,125 @@ def test_data_parallel_scope_restores_the_distribution():
         "print('INSIDE', inside, 'AFTER', keras.distribution.distribution())\n",
         backend="jax")
     assert "INSIDE DataParallel AFTER None" in out
+
+
+# --- BatchNormalization(synchronized=True) takes Keras's cross-replica path -------------
+
+
+def test_synchronized_batch_norm_does_not_take_the_fused_per_replica_kernel(monkeypatch):
+    import tensorflow as tf
+
+    import biper_keras as bk
+
+    def per_replica(*args, **kwargs):
+        raise AssertionError("the fused kernel normalizes each replica with its own statistics")
+
+    x = np.random.default_rng(0).normal(2.0, 3.0, (4, 3, 3, 5)).astype("float32")
+    ours, keras_own = bk.BatchNormalization(synchronized=True), keras.layers.BatchNormalization(synchronized=True)
+    monkeypatch.setattr(tf.compat.v1.nn, "fused_batch_norm", per_replica)
+    np.testing.assert_allclose(ours(x, training=True), keras_own(x, training=True), atol=1e-5)
+    np.testing.assert_allclose(ours.moving_variance, keras_own.moving_variance, rtol=1e-6)
+
+
+SYNCHRONIZED = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import biper_keras as bk
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+# replica 0 sees zeros, replica 1 fours: the global batch has mean 2 and variance 4
+x = np.concatenate([np.zeros((2, 2, 2, 3)), np.full((2, 2, 2, 3), 4.0)]).astype("float32")
+with strategy.scope():
+    layer = bk.BatchNormalization(synchronized=True, momentum=0.0)
+    layer.build(x.shape)
+step = tf.function(lambda batch: strategy.run(lambda b: layer(b, training=True), args=(batch,)))
+for batch in strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensor_slices(x).batch(4)):
+    outputs = strategy.experimental_local_results(step(batch))
+print("MEAN", layer.moving_mean.numpy().tolist(), "VAR", layer.moving_variance.numpy().tolist(),
+      "OUT", [float(np.abs(o.numpy()).mean().round(3)) for o in outputs])
+"""
+
+
+@pytest.mark.slow
+def test_synchronized_batch_norm_uses_the_global_statistics_on_two_replicas():
+    from shared_processes import run_python
+
+    out = run_python(SYNCHRONIZED)
+    # per-replica statistics would give variance 0 and outputs 0 on both replicas
+    assert "MEAN [2.0, 2.0, 2.0] VAR [4.0, 4.0, 4.0] OUT [1.0, 1.0]" in out, out
+
+
+# --- CaseOptimizer: clipping honoured, load_model round trip ----------------------------
+
+
+def _case(**kwargs):
+    return CaseOptimizer((Bop.is_binary_variable, Bop(threshold=1e-6)), default_optimizer=keras.optimizers.SGD(1.0),
+                         **kwargs)
+
+
+def _binary_dense_model():
+    import biper_keras as bk
+
+    return keras.Sequential([keras.Input((4,)), bk.QuantDense(3, kernel_quantizer=bk.NoOp(precision=1), name="binary"),
+                             keras.layers.Dense(1, name="float")])
+
+
+@pytest.mark.parametrize("option,expected", [
+    ("clipnorm", lambda g: g * 0.5 / np.linalg.norm(g)),
+    ("clipvalue", lambda g: np.clip(g, -0.5, 0.5)),
+    ("global_clipnorm", lambda g: g * 0.5 / np.linalg.norm(g)),  # one variable: its norm is the global one
+])
+def test_case_optimizer_clips_as_keras_does(option, expected):
+    variable = keras.Variable(np.zeros((2, 3), "float32"))
+    gradient = np.array([[3.0, -40.0, 0.2], [25000.0, 1.0, -0.1]], "float32")
+    optimizer = CaseOptimizer((lambda v: True, keras.optimizers.SGD(1.0)), **{option: 0.5})
+    optimizer.apply([keras.ops.convert_to_tensor(gradient)], [variable])  # SGD(1.0): w = -clipped g
+    np.testing.assert_allclose(-keras.ops.convert_to_numpy(variable), expected(gradient), rtol=1e-6)
+
+
+def test_case_optimizer_global_clipnorm_spans_the_wrapped_optimizers():
+    binary = keras.Variable(np.ones((2,), "float32"))
+    binary.precision = 1  # what quantized layers mark on their 1-bit kernels
+    real = keras.Variable(np.zeros((2,), "float32"))
+    optimizer = _case(global_clipnorm=1.0)
+    optimizer.apply([keras.ops.convert_to_tensor(np.array([0.0, 0.0], "float32")),
+                     keras.ops.convert_to_tensor(np.array([3.0, 4.0], "float32"))], [binary, real])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(real), [-0.6, -0.8], rtol=1e-6)
+
+
+def test_case_optimizer_refuses_options_it_cannot_honour():
+    with pytest.raises(ValueError, match="`weight_decay` belongs to the optimizers"):
+        _case(weight_decay=0.1)
+    with pytest.raises(ValueError, match="`use_ema`"):
+        _case(use_ema=True)
+
+
+def test_a_model_compiled_with_a_case_optimizer_round_trips_through_load_model(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 4)).astype("float32"), rng.normal(size=(16, 1)).astype("float32")
+    model = _binary_dense_model()
+    model.compile(_case(clipnorm=10.0), "mse")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert type(loaded.optimizer).__name__ == "CaseOptimizer" and loaded.optimizer.clipnorm == 10.0
+    assert [(path.split("/", 1)[1], index) for path, index in model.optimizer.var_opt_mapping] == [
+        ("binary/kernel", 0), ("binary/bias", 1), ("float/kernel", 1), ("float/bias", 1)]
+    assert [index for _, index in loaded.optimizer.var_opt_mapping] == [0, 1, 1, 1]
+    for a, b in zip(model.optimizer.variables, loaded.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    # the next step is the same step: Bop's moving averages and SGD's state came back
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    loaded.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_a_case_optimizer_saved_before_its_first_step_loads_and_asks_for_a_new_one(tmp_path):
+    model = _binary_dense_model()
+    model.compile(_case(), "mse")
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_array_equal(loaded.get_weights()[0], model.get_weights()[0])
+    with pytest.raises(ValueError, match="saved before its first step"):
+        loaded.fit(np.zeros((2, 4), "float32"), np.zeros((2, 1), "float32"), verbose=0)

@@ -24,6 +24,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
             and self.trainable
             and mask is None
             and not self.renorm
+            and not self.synchronized  # Keras's own path reduces the moments across replicas
             and keras.backend.backend() == "tensorflow"
             and len(inputs.shape) == 4
             and self.axis in (-1, 3)
