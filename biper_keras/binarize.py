@@ -12,6 +12,7 @@ import warnings
 import keras
 import numpy as np
 
+from biper_keras import _compat
 from biper_keras import quantizers as quantizers_lib
 from biper_keras.rebuild import rebuild
 
@@ -33,11 +34,7 @@ class BinarizeReport:
 
 
 def _rebuildable(model):
-    # Keras 3 has no public name for "functional"; a functional model is an instance of
-    # keras.src.models.functional.Functional (keras.Model(inputs, outputs) returns one).
-    from keras.src.models.functional import Functional
-
-    return type(model) in (Functional, keras.Sequential)
+    return type(model) in (_compat.functional_class(), keras.Sequential)
 
 
 def _why_not(layer):
@@ -60,8 +57,7 @@ def _is_relu(layer):
 def _follows_relu(layer):
     """Whether every input of `layer` is the output of a ReLU (a ReLU layer, an
     Activation("relu"), or a conv/dense with activation="relu")."""
-    sources = [history.operation for node in layer._inbound_nodes for history in
-               (t._keras_history for t in node.input_tensors)]
+    sources = _compat.inbound_operations(layer)
     return bool(sources) and all(_is_relu(source) for source in sources)
 
 

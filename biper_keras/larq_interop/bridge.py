@@ -1,6 +1,8 @@
 """The bridge: a model's architecture and weights on the other side, Keras 3 <-> Larq
 (tf_keras), from the model's config; what has no counterpart is refused by name."""
 
+from biper_keras import _compat
+
 from .plugin import import_larq, register
 from .zoo import (activation_from_larq, activation_to_larq, function_quantizer_from_larq,
                   function_quantizer_to_larq)
@@ -321,7 +323,7 @@ def fold_kernel_scale(model):
     if not scaled:
         return model
     for layer in scaled:
-        users = [node.operation for node in layer._outbound_nodes]
+        users = _compat.outbound_operations(layer)
         bn = users[0] if len(users) == 1 else None
         if not isinstance(bn, keras.layers.BatchNormalization) or bn.axis not in (-1, len(bn.input.shape) - 1):
             raise ValueError(f"Layer {layer.name!r}: kernel_scale='channel' has no Larq counterpart, and it "
@@ -330,7 +332,7 @@ def fold_kernel_scale(model):
         alpha = np.asarray(layer.alpha, np.float64)
         bias = np.asarray(layer.bias, np.float64) if layer.use_bias else np.zeros_like(alpha)
         folds[bn.name] = (alpha, bias)
-    by_layer = {layer.name: folds[layer._outbound_nodes[0].operation.name] for layer in scaled}
+    by_layer = {layer.name: folds[_compat.outbound_operations(layer)[0].name] for layer in scaled}
     dead = {name: alpha == 0 for name, (alpha, _) in folds.items()}
 
     def edit(node):
