@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from biper_keras import _compat
-from shared_processes import LARQ_SCRIPTS, script_output
+from shared_processes import LARQ_SCRIPTS, script, script_output
 
 PACKAGE = pathlib.Path(__file__).parents[1] / "biper_keras"
 
@@ -112,14 +112,7 @@ def test_lce_graphdef_converter_takes_the_arguments_we_pass():
     assert inspect.signature(_compat.convert_graphdef_to_tflite_flatbuffer).parameters["args"].kind.name == "VAR_POSITIONAL"
 
 
-LARQ_SCRIPTS["compat_larq_base_quantizer"] = """
-import larq as lq
-from biper_keras import _compat
-base = _compat.larq_base_quantizer()
-assert issubclass(lq.quantizers.SteSign, base) and base.__module__ == "larq.quantizers"
-layer = lq.layers.QuantDense(2, kernel_quantizer=lq.quantizers.SteSign())
-print("BASE-OK", isinstance(layer.kernel_quantizer, base))
-"""
+LARQ_SCRIPTS["compat_larq_base_quantizer"] = script("compat_larq_base_quantizer.py")
 
 
 def test_larq_base_quantizer_is_what_larq_quantizers_derive_from(larq_results):
