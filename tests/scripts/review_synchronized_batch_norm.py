@@ -1,7 +1,8 @@
 """bk.BatchNormalization(synchronized=True) under a MirroredStrategy on two logical CPUs
 (tests/test_review_fixes.py): prints the moving statistics and each replica's mean |output|."""
 
-import numpy as np, tensorflow as tf
+import numpy as np
+import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import biper_keras as bk
