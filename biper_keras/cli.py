@@ -14,6 +14,8 @@ import threading
 from biper_keras import interrupts, relaunch
 from biper_keras._tables import render
 
+__all__ = ["main"]
+
 # Exit codes: 1 a bug (an unexpected error; its traceback goes to a file), 2 bad command
 # line (argparse), 3 bad input, 4 a file could not be written or read (unwritable folder,
 # full disk), 5 a binary conv did not fuse, 6 LCE and Keras disagree, 128 + signal number
