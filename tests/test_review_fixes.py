@@ -255,3 +255,18 @@ def test_every_module_all_names_exist_and_top_level_names_are_documented():
                  "QuantSeparableConv2D"):
         assert name in bk.__all__
     assert "check_positive_number" not in bk.quantizers.__all__ and "check_metrics" not in bk.quantizers.__all__
+
+
+@pytest.mark.parametrize("name", ["QuantDense", "QuantConv2D", "QuantConv1D", "QuantDepthwiseConv2D",
+                                  "QuantSeparableConv2D", "BatchNormalization"])
+def test_layer_docstrings_have_keras_sections_and_their_example_runs(name):
+    import doctest
+
+    import biper_keras as bk
+
+    cls = getattr(bk, name)
+    for section in ("Args:", "Input shape:", "Output shape:", "Example:"):
+        assert f"\n    {section}\n" in cls.__doc__, (name, section)
+    (test,) = doctest.DocTestFinder(recurse=False).find(cls, globs={"bk": bk, "np": np})
+    result = doctest.DocTestRunner().run(test)
+    assert result.attempted >= 2 and result.failed == 0

@@ -270,9 +270,9 @@ def _translate(model, source, target, modules, quantizer, side, graph, make_inpu
         if kind in _QUANTIZER_ARGS:
             if getattr(layer, "alpha", None) is not None:
                 raise ValueError(f"Layer {layer.name!r}: kernel_scale='channel' has no Larq counterpart.")
-            if getattr(layer, "symmetric_padding", False):  # the authors' option (#19)
+            if getattr(layer, "symmetric_padding", False):  # the authors' option
                 raise ValueError(f"Layer {layer.name!r}: symmetric_padding=True has no Larq counterpart.")
-            if getattr(layer, "normalize_inputs", False):  # the authors' option (#19), QuantConv2D's
+            if getattr(layer, "normalize_inputs", False):  # the authors' option, QuantConv2D's
                 args["normalize_inputs"] = True
             args.update({arg: quantizer(getattr(layer, arg), layer) for arg in _QUANTIZER_ARGS[kind]})
             if kind != "qdense":
