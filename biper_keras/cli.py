@@ -473,13 +473,25 @@ def _default(function, name):
 
 
 def build_parser():
-    from biper_keras import __version__, convert
+    from biper_keras import __version__
     from biper_keras.training import Recipe
 
     parser = _Parser(prog="biper-keras", description="Binary networks with BiPer for Keras 3.")
     parser.add_argument("--version", action="version", version=f"biper-keras {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True)
+    recipe = Recipe()  # the defaults the help shows
+    _add_convert(commands)
+    _add_train(commands, recipe)
+    _add_quickstart(commands)
+    _add_benchmark(commands)
+    _add_summary(commands)
+    _add_qe(commands, recipe)
+    return parser
+
+
+def _add_convert(commands):
+    from biper_keras import convert
 
     conv = commands.add_parser("convert", help="convert a .keras model to an LCE .tflite, with a report")
     conv.add_argument("model")
@@ -496,7 +508,8 @@ def build_parser():
     conv.add_argument("--json", action="store_true", help="print the report as JSON")
     conv.set_defaults(run=_convert)
 
-    recipe = Recipe()
+
+def _add_train(commands, recipe):
     tr = commands.add_parser("train", help="the two-stage BiPer recipe (or one stage with another binarizer)")
     _add_recipe_arguments(tr, recipe)
     tr.add_argument("--stage", choices=["both", "1", "2"], default="both", help="which stages to run")
@@ -512,12 +525,16 @@ def build_parser():
                          "--batch-size is the global batch")
     tr.set_defaults(run=_train)
 
+
+def _add_quickstart(commands):
     qs = commands.add_parser("quickstart", help="train, convert and time a BiPer ResNet-20 on a shipped CIFAR-10 sample")
     qs.add_argument("--out", default="biper-quickstart")
     qs.add_argument("--epochs", default="12,8", help="stage 1,stage 2 epochs (one value: both)")
     qs.add_argument("--resume", action="store_true")
     qs.set_defaults(run=_quickstart)
 
+
+def _add_benchmark(commands):
     bench = commands.add_parser("benchmark", help="latency of a .tflite/.keras model on the LCE interpreter or a device")
     bench.add_argument("model", help=".tflite, or .keras (converted first)")
     bench.add_argument("--threads", type=_ints, default=[1, 2], help="e.g. 1,2,4")
@@ -532,11 +549,15 @@ def build_parser():
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=_benchmark)
 
+
+def _add_summary(commands):
     summ = commands.add_parser("summary", help="parameters, memory and MACs by precision (like lq.models.summary)")
     summ.add_argument("model")
     summ.add_argument("--json", action="store_true")
     summ.set_defaults(run=_summary)
 
+
+def _add_qe(commands, recipe):
     qe = commands.add_parser("qe", help="quantization-error tools").add_subparsers(dest="qe_command", required=True)
     curve = qe.add_parser("curve", help="plot QE against omega for Laplace scales b (paper Fig. 3)")
     curve.add_argument("--b", type=float, nargs="+", default=[0.05, 0.1, 0.2])
@@ -550,7 +571,6 @@ def build_parser():
     _add_recipe_arguments(sweep, recipe)
     sweep.add_argument("--omegas", default="1,5,10,20,50", help="the omega_0 values to train")
     sweep.set_defaults(run=_qe_sweep, quantizer="biper", omega=recipe.omega)
-    return parser
 
 
 # The exceptions that mean bad input or a failed read/write, and so get one line and
