@@ -12,6 +12,7 @@ import warnings
 import keras
 import numpy as np
 
+from biper_keras import _compat
 from biper_keras import quantizers as quantizers_lib
 from biper_keras.rebuild import own_variables, rebuild
 
@@ -38,11 +39,7 @@ class BinarizeReport:
 
 
 def _rebuildable(model):
-    # Keras 3 has no public name for "functional"; a functional model is an instance of
-    # keras.src.models.functional.Functional (keras.Model(inputs, outputs) returns one).
-    from keras.src.models.functional import Functional
-
-    return type(model) in (Functional, keras.Sequential)
+    return type(model) in (_compat.functional_class(), keras.Sequential)
 
 
 def _why_not(layer):
@@ -76,7 +73,7 @@ def _layers_in_graph(model, keep=()):
 
 
 def _refuse_held(layer):
-    held = [inner for inner in layer._flatten_layers(include_self=False) if type(inner) in _CANDIDATES]
+    held = [inner for inner in _compat.flatten_layers(layer) if type(inner) in _CANDIDATES]
     if held:
         names = ", ".join(f"{type(h).__name__} {h.name!r}" for h in held[:3])
         raise ValueError(
@@ -97,8 +94,7 @@ def _is_relu(layer):
 def _follows_relu(layer):
     """Whether every input of `layer` is the output of a ReLU (a ReLU layer, an
     Activation("relu"), or a conv/dense with activation="relu")."""
-    sources = [history.operation for node in layer._inbound_nodes for history in
-               (t._keras_history for t in node.input_tensors)]
+    sources = _compat.inbound_operations(layer)
     return bool(sources) and all(_is_relu(source) for source in sources)
 
 
@@ -126,6 +122,25 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
         quantizer: the weight quantizer, as `biper_keras.quantizers.get` takes it.
         input_quantizer: the activation quantizer inserted before each binarized layer.
     """
+    _check_rebuildable(model)
+    kernel_q = keras.saving.serialize_keras_object(quantizers_lib.get(quantizer))
+    input_q = keras.saving.serialize_keras_object(quantizers_lib.get(input_quantizer))
+    for name in keep:
+        if not isinstance(name, str):
+            raise TypeError(f"Argument `keep` must hold layer names. Received: keep={keep!r}.")
+    graph = _layers_in_graph(model, set(keep))
+    chosen, kept = _choose(graph, keep_first, keep_last, keep)
+    binary = rebuild(model, _to_quantized(chosen, kernel_q, input_q, kernel_scale), pair_weights=_latent_weights)
+    _warn_if_after_relu(model, chosen)
+    order = [l.name for l in graph]
+    report = BinarizeReport(
+        binarized=[n for n in order if n in chosen],
+        kept={n: kept[n] for n in order if n in kept},
+    )
+    return binary, report
+
+
+def _check_rebuildable(model):
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a Keras 3 model. Received: {type(model).__name__}.")
     if not _rebuildable(model):
@@ -133,14 +148,11 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
             f"binarize needs a Sequential or functional model; {type(model).__name__} is subclassed "
             "and cannot be rebuilt from its config. Build it functionally or use QuantConv2D directly."
         )
-    kernel_q = keras.saving.serialize_keras_object(quantizers_lib.get(quantizer))
-    input_q = keras.saving.serialize_keras_object(quantizers_lib.get(input_quantizer))
 
-    for name in keep:
-        if not isinstance(name, str):
-            raise TypeError(f"Argument `keep` must hold layer names. Received: keep={keep!r}.")
-    graph = _layers_in_graph(model, set(keep))
-    candidates = [l for l in graph if _why_not(l) is not None]
+
+def _choose(layers, keep_first, keep_last, keep):
+    """(names of the layers to binarize, {name: why kept} for the candidates kept float)."""
+    candidates = [l for l in layers if _why_not(l) is not None]
     kept = {}
     for layer in candidates:
         if _why_not(layer):
@@ -153,6 +165,11 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
     for name in keep:
         kept.setdefault(name, "named in keep")
     chosen = {l.name for l in eligible if l.name not in kept}
+    return chosen, kept
+
+
+def _to_quantized(chosen, kernel_q, input_q, kernel_scale):
+    """The config edit that turns the chosen layers into their quantized classes."""
 
     def to_quantized(node):
         if node["class_name"] in _QUANT and node["config"].get("name") in chosen:
@@ -163,13 +180,26 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
             if node["class_name"] == "QuantConv2D":
                 config["pad_values"] = 1.0 if config.get("padding") == "same" else 0.0
 
-    def weights(source, target):
-        values = [np.array(w) for w in own_variables(source)]
-        if getattr(target, "alpha", None) is not None and getattr(source, "alpha", None) is None:
-            values.append(_mean_abs_per_unit(values[0], target))
-        return values
+    return to_quantized
 
-    binary = rebuild(model, to_quantized, pair_weights=weights)
+
+def _latent_weights(source, target):
+    """The weights of a rebuilt (possibly nested) layer: the float ones, plus alpha
+    (mean |w| of each output unit) where the quantized layer has a scale."""
+    values = [np.array(w) for w in own_variables(source)]
+    if getattr(target, "alpha", None) is not None and getattr(source, "alpha", None) is None:
+        values.append(_mean_abs_per_unit(values[0], target))
+    return values
+
+
+def _mean_abs_per_unit(kernel, layer):
+    """mean |w| over the kernel's input axes, in the shape of `layer`'s alpha."""
+    units = getattr(layer, "_unit_axes", None) or (kernel.ndim - 1,)
+    contracted = tuple(i for i in range(kernel.ndim) if i not in units)
+    return np.mean(np.abs(kernel), axis=contracted).reshape(layer.alpha.shape)
+
+
+def _warn_if_after_relu(model, chosen):
     top = {l.name for l in model.layers}
     after_relu = [name for name in sorted(chosen) if name in top and _follows_relu(model.get_layer(name))]
     if after_relu:
@@ -178,20 +208,7 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
             f"{f' (and {len(after_relu) - 3} more)' if len(after_relu) > 3 else ''} comes from a ReLU: every value is >= 0, so "
             "its binarized input is +1 almost everywhere and carries no information. Move the ReLU "
             "after the binary conv (Bi-Real / BiPer blocks: conv -> BatchNorm -> add), or keep the layer.",
-            stacklevel=2)
-    order = [l.name for l in graph]
-    report = BinarizeReport(
-        binarized=[n for n in order if n in chosen],
-        kept={n: kept[n] for n in order if n in kept},
-    )
-    return binary, report
-
-
-def _mean_abs_per_unit(kernel, layer):
-    """mean |w| over the kernel's input axes, in the shape of `layer`'s alpha."""
-    units = getattr(layer, "_unit_axes", None) or (kernel.ndim - 1,)
-    contracted = tuple(i for i in range(kernel.ndim) if i not in units)
-    return np.mean(np.abs(kernel), axis=contracted).reshape(layer.alpha.shape)
+            stacklevel=3)
 
 
 def float_twin(model):

@@ -3,6 +3,8 @@
 import keras
 import numpy as np
 
+from biper_keras import _compat
+
 __all__ = ["rebuild", "weighted_layers", "own_variables"]
 
 
@@ -20,7 +22,7 @@ def _visit(node, edit):
 def own_variables(layer):
     """The variables `layer` creates itself, not those of the layers it holds, in
     Keras's order (trainable first)."""
-    held = {id(w) for inner in layer._flatten_layers(include_self=False) for w in inner.weights}
+    held = {id(w) for inner in _compat.flatten_layers(layer) for w in inner.weights}
     return [w for w in layer.weights if id(w) not in held]
 
 
@@ -30,7 +32,7 @@ def weighted_layers(layer):
     pairs between a model and its copy."""
     from biper_keras.quantizers import Quantizer
 
-    return [inner for inner in layer._flatten_layers(include_self=True)
+    return [inner for inner in _compat.flatten_layers(layer, include_self=True)
             if not isinstance(inner, Quantizer) and own_variables(inner)]
 
 

@@ -21,6 +21,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from biper_keras import _compat
 from biper_keras._tables import render
 
 __all__ = ["summary", "LayerStats", "ModelStats"]
@@ -147,11 +148,11 @@ def _known_output_shape(layer):
     except (AttributeError, ValueError):
         # A layer called inside another layer has no symbolic output: its shape
         # follows from the input shape it was built with.
-        built = list(getattr(layer, "_build_shapes_dict", None) or {})
-        if len(built) != 1:
+        built = _compat.built_input_shape(layer)
+        if built is None:
             return None
         try:
-            shape = layer.compute_output_shape(layer._build_shapes_dict[built[0]])
+            shape = layer.compute_output_shape(built)
         except Exception:
             return None
     return tuple(-1 if d is None else int(d) for d in shape)
@@ -202,8 +203,9 @@ def _layer_stats(layer, hint=None):
 def _weighted_sublayers(layer):
     from biper_keras.quantizers import Quantizer
 
-    return [inner for inner in layer._flatten_layers(include_self=False, recursive=False)
-            if not isinstance(inner, Quantizer) and inner.weights]
+    inside = _compat.flatten_layers(layer)
+    deeper = {id(deep) for inner in inside for deep in _compat.flatten_layers(inner)}
+    return [inner for inner in inside if id(inner) not in deeper and not isinstance(inner, Quantizer) and inner.weights]
 
 
 def _stats(layer, hint=None):

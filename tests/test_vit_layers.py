@@ -109,6 +109,7 @@ def test_binary_tokenwise_projection_runs_as_a_1x1_conv_at_inference(layer, shap
     np.testing.assert_allclose(inference, training, rtol=1e-5, atol=1e-5)
     assert "Conv2D" in _graph_ops(layer, x, False)
     assert "Conv2D" not in _graph_ops(layer, x, True)
+    assert bk.layers.runs_as_tokenwise_conv(layer)
 
 
 def test_non_tokenwise_or_float_input_projection_stays_an_einsum():
@@ -120,10 +121,15 @@ def test_non_tokenwise_or_float_input_projection_stays_an_einsum():
     np.testing.assert_allclose(np.array(across(x, training=False)), np.einsum("abc,bd->adc", _sign(x), _sign(w)),
                                rtol=1e-5, atol=1e-5)
     assert "Conv2D" not in _graph_ops(across, x, False)
+    assert not bk.layers.runs_as_tokenwise_conv(across)
     weights_only = QuantEinsumDense("abc,cd->abd", (None, 4), kernel_quantizer="ste_sign",
                                     kernel_constraint="weight_clip")
     weights_only(x)
     assert "Conv2D" not in _graph_ops(weights_only, x, False)
+    assert not bk.layers.runs_as_tokenwise_conv(weights_only)
+    flat = QuantDense(4, **BINARY)
+    flat(x[:, 0])
+    assert "Conv2D" not in _graph_ops(flat, x[:, 0], False) and not bk.layers.runs_as_tokenwise_conv(flat)
 
 
 def test_projections_are_seen_by_quantized_layers_and_mu_annealing():
@@ -188,3 +194,29 @@ def test_bad_arguments_name_themselves():
         QuantMultiHeadAttention(2, 3, kernel_scale="layer")
     with pytest.raises(ValueError, match="kernel_quantizer|identifier|Unknown"):
         QuantMultiHeadAttention(2, 3, kernel_quantizer="no_such_quantizer")
+
+
+@pytest.mark.parametrize("make_quant,make_float", [
+    (lambda: QuantEinsumDense("abc,cd->abd", (None, 4), bias_axes="d", input_quantizer="ste_sign",
+                              kernel_quantizer="biper", kernel_scale="channel"),
+     lambda: keras.layers.EinsumDense("abc,cd->abd", (None, 4), bias_axes="d")),
+    (lambda: QuantMultiHeadAttention(2, 3, input_quantizer="ste_sign", kernel_quantizer="bnn_pp",
+                                     kernel_scale="channel"),
+     lambda: keras.layers.MultiHeadAttention(2, 3)),
+])
+def test_config_adds_only_quantization_keys_and_float_twin_carries_the_latent_weights(make_quant, make_float):
+    from biper_keras.binarize import float_twin
+
+    extra = set(make_quant().get_config()) - set(make_float().get_config())
+    assert extra and extra <= set(bk.layers.QUANTIZATION_CONFIG_KEYS), extra
+    inputs = keras.Input((5, 6))
+    layer = make_quant()
+    model = keras.Model(inputs, layer(inputs, inputs) if isinstance(layer, QuantMultiHeadAttention) else layer(inputs))
+    _randomize(model)
+    twin = float_twin(model)
+    (float_layer,) = [l for l in twin.layers if l.weights]
+    assert type(float_layer) is type(make_float())
+    kernels = [w for w in layer.weights if w.path.endswith("/kernel") or w.path.endswith("/bias")]
+    assert len(float_layer.weights) == len(kernels)
+    for a, b in zip(float_layer.weights, kernels):
+        np.testing.assert_array_equal(np.array(a), np.array(b))

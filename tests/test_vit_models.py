@@ -173,7 +173,7 @@ def test_w1a1_vit_converts_every_binary_projection_to_lce_bconv2d_and_matches_ke
     x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype("float32")
     result = convert(model, data=x)
     binarized = len(quantized_layers(model))
-    assert binarized == 2 * 6
+    assert binarized == 2 * 6 and all(bk.layers.runs_as_tokenwise_conv(l) for l in quantized_layers(model))
     assert result.ops.get("LceBconv2d", 0) == binarized
     assert "Erf" not in str(result.ops) and result.ops.get("GELU") == 2  # tanh gelu -> builtin GELU
     assert result.parity.passed and result.parity.max_abs_diff < 1e-4, result.parity
@@ -182,3 +182,28 @@ def test_w1a1_vit_converts_every_binary_projection_to_lce_bconv2d_and_matches_ke
 
     np.testing.assert_allclose(np.asarray(Interpreter(result.flatbuffer).predict(x)),
                                np.array(model(x, training=False)), rtol=1e-4, atol=1e-4)
+
+
+def test_a_users_functional_vit_binarized_converts_its_attention_and_mlps_to_lce_bconv2d():
+    """A keras.io-style ViT: Keras's MultiHeadAttention, patches by Conv2D + Reshape,
+    Dense MLPs; binarize() with its defaults (BiPer weights, binary inputs)."""
+    from biper_keras.convert import convert
+    from biper_keras.models.vit import gelu_tanh
+
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Reshape((16, 16))(keras.layers.Conv2D(16, 4, strides=4, name="patches")(inputs))
+    for i in range(2):
+        h = keras.layers.LayerNormalization()(x)
+        x = keras.layers.Add()([x, keras.layers.MultiHeadAttention(2, 8, name=f"mha{i}")(h, h)])
+        h = keras.layers.LayerNormalization()(x)
+        h = keras.layers.Dense(32, activation=gelu_tanh, name=f"fc{i}a")(h)
+        x = keras.layers.Add()([x, keras.layers.Dense(16, name=f"fc{i}b")(h)])
+    outputs = keras.layers.Dense(4, name="head")(keras.layers.GlobalAveragePooling1D()(x))
+    binary, report = bk.binarize(keras.Model(inputs, outputs))
+    assert report.binarized == ["mha0", "fc0a", "fc0b", "mha1", "fc1a", "fc1b"]
+    _randomize(binary, np.random.default_rng(2))
+    x = np.random.default_rng(3).normal(size=(8, 16, 16, 3)).astype("float32")
+    result = convert(binary, data=x)
+    assert result.ops.get("LceBconv2d", 0) == len(quantized_layers(binary)) == 12
+    assert result.parity.passed and result.parity.max_abs_diff < 1e-4, result.parity

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from biper_keras import _compat
 from biper_keras.binarize import binarize, float_twin
 from biper_keras.data import image_datasets
 from biper_keras.layers import quantized_layers
@@ -62,7 +63,7 @@ def test_the_binary_model_starts_with_the_float_weights(name, images):
     # Its float twin (quantizers off, alpha dropped) is the float model.
     np.testing.assert_array_equal(float_twin(binary)(images), flt(images))
     # alpha starts at the mean |w| of each output unit, the quantizers' mu where it was.
-    for layer in (l for l in binary._flatten_layers() if getattr(l, "alpha", None) is not None):
+    for layer in (l for l in _compat.flatten_layers(binary) if getattr(l, "alpha", None) is not None):
         kernel = np.abs(np.asarray(layer.latent_kernel))
         alpha = np.asarray(layer.alpha)
         expected = kernel.reshape(-1, *alpha.shape).mean(axis=0)

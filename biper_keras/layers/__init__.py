@@ -21,6 +21,7 @@ from biper_keras.layers.base import (
     QUANTIZER_ATTRIBUTES,
     layer_quantizers,
     quantized_layers,
+    runs_as_tokenwise_conv,
 )
 from biper_keras.layers.conv import QuantConv1D, QuantConv2D, QuantDepthwiseConv2D, QuantSeparableConv2D
 from biper_keras.layers.dense import QuantDense
@@ -39,6 +40,7 @@ __all__ = [
     "BatchNormalization",
     "quantized_layers",
     "layer_quantizers",
+    "runs_as_tokenwise_conv",
     "QUANTIZER_ATTRIBUTES",
     "QUANTIZATION_CONFIG_KEYS",
 ]

@@ -1,7 +1,6 @@
 """`QuantMultiHeadAttention`: Keras's multi-head attention with quantized projections."""
 
 import keras
-from keras.src.layers.attention.multi_head_attention import _build_proj_equation, _get_output_shape
 
 from biper_keras import quantizers as quantizers_lib
 from biper_keras.layers.base import _KERNEL_SCALES, _serialize
@@ -76,15 +75,18 @@ class QuantMultiHeadAttention(keras.layers.MultiHeadAttention):
         self._build_attention(len(value_shape) + 1)
         self._output_dense = self._make_output_dense(
             query_shape, self._get_common_kwargs_for_sublayer(), "attention_output")
-        projected = list(self._query_dense.compute_output_shape(query_shape))
-        projected[-1] = self._value_dim
-        self._output_dense.build(tuple(projected))
+        # The attention's output: the query's positions, then heads and value size
+        # (Keras's own build loses the positions' sizes here).
+        self._output_dense.build((*query_shape[:-1], self._num_heads, self._value_dim))
 
     def _projection(self, input_shape, size, name, activation=None):
-        equation, bias_axes, rank = _build_proj_equation(len(input_shape) - 1, bound_dims=1, output_dims=2)
+        # (batch, *positions, dim) -> (batch, *positions, heads, size), as Keras's own.
+        free = "abcdefgh"[:len(input_shape) - 1]
+        equation = f"{free}x,xyz->{free}yz"
+        bias_axes = "yz"
         layer = QuantEinsumDense(
             equation,
-            output_shape=_get_output_shape(rank - 1, [self._num_heads, size]),
+            output_shape=(None,) * (len(free) - 1) + (self._num_heads, size),
             bias_axes=bias_axes if self._use_bias else None,
             activation=activation,
             name=name,

@@ -12,6 +12,7 @@ import warnings
 import keras
 from keras import ops
 
+from biper_keras import _compat
 from biper_keras import constraints as _constraints  # noqa: F401 ("weight_clip" resolves)
 from biper_keras import context
 from biper_keras import quantizers as quantizers_lib
@@ -182,6 +183,26 @@ def lowers_to_conv(layer, training):
     )
 
 
+def runs_as_tokenwise_conv(layer):
+    """Whether the built `layer` (a QuantDense or QuantEinsumDense) computes, in its
+    TensorFlow inference graph, the 1x1 convolution over tokens that LCE fuses into
+    `LceBconv2d` when its kernel is binary too: a binary input quantizer, a token-wise
+    projection, one or two position axes of static size (see `tokenwise_conv`)."""
+    shape = _compat.built_input_shape(layer)
+    if not layer.built or shape is None or not _is_binary(getattr(layer, "input_quantizer", None)):
+        return False
+    if getattr(layer, "_contracted", None) is not None:  # QuantEinsumDense
+        if not layer._tokenwise:
+            return False
+        contracted = len(layer._contracted)
+    elif isinstance(layer, keras.layers.Dense):
+        contracted = 1
+    else:
+        return False
+    positions = tuple(shape)[1:len(shape) - contracted]
+    return len(positions) in (1, 2) and None not in positions
+
+
 def tokenwise_conv(inputs, kernel, contracted, input_quantizer=None, bias=None):
     """A token-wise projection as the 1x1 convolution LCE fuses into `LceBconv2d`.
 
@@ -214,10 +235,7 @@ def full_precision(value):
     dtype: inside a layer's `call` under a mixed dtype policy Keras would autocast it to
     the compute dtype. Returns other tensors as they are."""
     if isinstance(value, keras.Variable):
-        # Keras has no public switch for this; AutocastScope(None) is its own "no cast".
-        from keras.src.backend.common.variables import AutocastScope
-
-        with AutocastScope(None):
+        with _compat.no_autocast():
             # `.value`, not convert_to_tensor(variable): on TF the latter still casts.
             return ops.convert_to_tensor(value.value)
     return value
@@ -352,7 +370,7 @@ QUANTIZATION_CONFIG_KEYS = QUANTIZER_ATTRIBUTES + (
 
 def quantized_layers(model):
     """The quantized layers of `model`, nested models included, in graph order."""
-    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, _QuantizedLayer)]
+    return [layer for layer in _compat.flatten_layers(model) if isinstance(layer, _QuantizedLayer)]
 
 
 def layer_quantizers(layer):
