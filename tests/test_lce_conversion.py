@@ -355,12 +355,11 @@ class _FailingInterpreter:
 
 @pytest.mark.parametrize("strict", [True, False])
 def test_interpreter_that_cannot_prepare_names_op_node_and_layer(monkeypatch, strict):
-    from biper_keras import convert as convert_module
-    from biper_keras.convert import flatbuffer
+    from biper_keras.convert import fusion, interpreter
 
     model = _bn_axis_3_model()
-    ops = [name for name, _ in convert_module._ops_with_output_shapes(convert_keras_model(model))]
-    monkeypatch.setattr(flatbuffer, "_interpreter", _FailingInterpreter)
+    ops = [name for name, _ in fusion.ops_with_output_shapes(convert_keras_model(model))]
+    monkeypatch.setattr(interpreter, "_interpreter", _FailingInterpreter)
     # A float op: its layer is found from the tensor names (TF scopes are layer names).
     monkeypatch.setattr(_FailingInterpreter, "node", ops.index("CONV_2D"))
     with pytest.raises(ConversionError, match=r"node \d+ \(CONV_2D, Keras layer 'stem'\) failed to prepare: "

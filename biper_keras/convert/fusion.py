@@ -1,6 +1,47 @@
-"""Which quantized layers should become LCE binary convolutions, which did, and why not."""
+"""Step 4 of a conversion: inspecting the flatbuffer: its ops, and which quantized
+layers became LCE binary convolutions, which did not, and why (LCE imported lazily)."""
+
+import collections
 
 from .results import LayerFusion
+
+
+def inspect(flatbuffer, model, target):
+    """(ops, report): the flatbuffer's operators as (name, output shape) in graph order,
+    and a `LayerFusion` per quantized layer of `model`."""
+    ops = ops_with_output_shapes(flatbuffer)
+    return ops, fusion_report(model, ops, target)
+
+
+def op_histogram(flatbuffer):
+    """Counts the operators of a TFLite flatbuffer by name (`LceBconv2d`, `CONV_2D`...)."""
+    return collections.Counter(name for name, _ in ops_with_output_shapes(flatbuffer))
+
+
+def ops_with_output_shapes(flatbuffer):
+    """[(op name, shape of its first output)] of every operator, in graph order."""
+    from larq_compute_engine.mlir.python import tflite_schema as schema
+
+    builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(flatbuffer, 0)
+    names = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        if code.CustomCode():
+            names.append(code.CustomCode().decode())
+        else:
+            # Codes above 127 live in BuiltinCode; older files use the deprecated field.
+            names.append(builtin_names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())])
+    ops = []
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for o in range(graph.OperatorsLength()):
+            op = graph.Operators(o)
+            shape = ()
+            if op.OutputsLength():
+                shape = tuple(int(d) for d in graph.Tensors(op.Outputs(0)).ShapeAsNumpy())
+            ops.append((names[op.OpcodeIndex()], shape))
+    return ops
 
 
 def _binary(quantizer):
@@ -26,9 +67,24 @@ def _unfusable_reason(layer, target):
 
 
 def _quantized_layers(model):
+    """The quantized layers of `model` that have a quantizer set: this package's, or
+    Larq's in a tf_keras model."""
     from biper_keras.layers import layer_quantizers, quantized_layers
 
-    return [layer for layer in quantized_layers(model) if layer_quantizers(layer)]
+    from .prepare import is_tf_keras
+
+    if is_tf_keras(model):
+        layers = [l for l in model._flatten_layers(include_self=False) if type(l).__module__.startswith("larq.")]
+    else:
+        layers = quantized_layers(model)
+    return [layer for layer in layers if layer_quantizers(layer)]
+
+
+def _is_conv2d(layer):
+    from biper_keras.layers import QuantConv2D
+
+    larq_conv = type(layer).__module__.startswith("larq.") and type(layer).__name__ == "QuantConv2D"
+    return isinstance(layer, QuantConv2D) or larq_conv
 
 
 # Quantized layers LCE has no binary op for: they run as float ops, whatever their
@@ -66,14 +122,12 @@ def _output_shape(layer):
         return tuple(layer.compute_output_shape(layer._build_shapes_dict[built[0]])[1:])
 
 
-def _fusion_report(model, ops, target):
-    from biper_keras.layers import QuantConv2D
-
+def fusion_report(model, ops, target):
     bconvs = [(i, shape[1:]) for i, (name, shape) in enumerate(ops) if name == "LceBconv2d"]
     report = []
     for layer in _quantized_layers(model):
         shape = _output_shape(layer)
-        if not isinstance(layer, QuantConv2D):
+        if not _is_conv2d(layer):
             kind, reason = _FLOAT_IN_LCE.get(type(layer).__name__, ("other", "LCE has no binary op for it"))
             report.append(LayerFusion(layer.name, kind, shape, False, reason))
             continue

@@ -1,6 +1,6 @@
-"""The graph that LCE converts: a Keras 3 model's inference function, frozen, with every
-per-channel constant of an element-wise op given as a 1-D tensor (TensorFlow only,
-imported lazily by `biper_keras.convert`).
+"""Step 2 of a conversion: the graph that LCE converts, a model's inference function,
+frozen, with every per-channel constant of an element-wise op given as a 1-D tensor
+(TensorFlow imported lazily).
 
 Why: Keras 3 reshapes per-channel constants to the input's rank whenever the channel axis
 is given as a positive number. `BatchNormalization(axis=3)` (every `keras.applications`
@@ -13,16 +13,9 @@ same values, so each such operand is reshaped to (C,) before conversion.
 """
 
 import collections
+import dataclasses
 
 _ELEMENTWISE = {"Mul", "Add", "AddV2", "Sub", "RealDiv", "Div"}
-
-
-def input_signature(model):
-    """`tf.TensorSpec`s for `model`'s call, batch size None (as `model.export` uses)."""
-    import tensorflow as tf
-    from keras.src.export.export_utils import get_input_signature
-
-    return tf.nest.map_structure(lambda s: tf.TensorSpec(s.shape, s.dtype), get_input_signature(model))
 
 
 def _node_name(ref):
@@ -103,18 +96,27 @@ def flatten_channel_constants(graph_def, shape_of):
     return changed
 
 
-def to_flatbuffer(model, target):
-    """`model` (Keras 3, TF backend) as an LCE flatbuffer: `model(x, training=False)`
-    traced and frozen, channel constants flattened, LCE's graph converter. Input sizes
-    other than the batch must be known (LCE's converter would make them 1)."""
+@dataclasses.dataclass
+class FrozenGraph:
+    """What LCE's graph converter takes: a serialized `GraphDef` and its inputs and outputs."""
+
+    graph_def: bytes
+    input_names: list
+    input_types: list  # TensorFlow dtype names, e.g. "DT_FLOAT"
+    input_shapes: list  # batch size 1, as LCE's own converter sets it (its interpreter runs sample by sample)
+    output_names: list
+
+
+def freeze(prepared):
+    """Step 2: `prepared.model(x, training=False)` traced with `prepared.signature`,
+    variables frozen into constants, channel constants flattened."""
     import tensorflow as tf
-    from larq_compute_engine.mlir._tf_tfl_flatbuffer import convert_graphdef_to_tflite_flatbuffer
     from tensorflow.core.framework.types_pb2 import DataType
     from tensorflow.lite.python.util import get_tensor_name
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    signature = input_signature(model)
-    function = tf.function(lambda *args: model(*args, training=False)).get_concrete_function(*signature)
+    model = prepared.model
+    function = tf.function(lambda *args: model(*args, training=False)).get_concrete_function(*prepared.signature)
     frozen = convert_variables_to_constants_v2(function, lower_control_flow=False)
     graph_def = frozen.graph.as_graph_def()
 
@@ -124,15 +126,10 @@ def to_flatbuffer(model, target):
 
     flatten_channel_constants(graph_def, shape_of)
     inputs = [t for t in frozen.inputs if t.dtype != tf.resource]
-    # Batch size 1, as LCE's own converter sets it (its interpreter runs sample by sample).
-    shapes = [[1] + t.shape.as_list()[1:] for t in inputs]
-    return convert_graphdef_to_tflite_flatbuffer(
+    return FrozenGraph(
         graph_def.SerializeToString(),
         [get_tensor_name(t) for t in inputs],
         [DataType.Name(t.dtype.as_datatype_enum) for t in inputs],
-        shapes,
+        [[1] + t.shape.as_list()[1:] for t in inputs],
         [get_tensor_name(t) for t in frozen.outputs],
-        False,  # no int8 quantization
-        target,
-        None,
     )
