@@ -32,6 +32,7 @@ import warnings
 import numpy as np
 
 from . import graph
+from .flatbuffer import start as _start_converter
 from .flatbuffer import to_flatbuffer
 from .fusion import _quantized_layers, inspect, op_histogram
 from .interpreter import run_once
@@ -133,6 +134,7 @@ def convert(
 
             return convert_in_subprocess(model, target=target, input_shape=input_shape, verify=verify,
                                          strict=strict, data=data, min_top1=min_top1)
+    _start_converter()  # the converter process's start-up overlaps the tracing
     prepared = prepare(model, input_shape)
     if not _quantized_layers(prepared.model):
         warnings.warn(f"Model {model.name!r} has no quantized layers: it converts to a float model.")

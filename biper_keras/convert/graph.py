@@ -105,6 +105,7 @@ class FrozenGraph:
     input_types: list  # TensorFlow dtype names, e.g. "DT_FLOAT"
     input_shapes: list  # batch size 1, as LCE's own converter sets it (its interpreter runs sample by sample)
     output_names: list
+    name: str = "model"  # the model's, for messages
 
 
 def freeze(prepared):
@@ -132,4 +133,5 @@ def freeze(prepared):
         [DataType.Name(t.dtype.as_datatype_enum) for t in inputs],
         [[1] + t.shape.as_list()[1:] for t in inputs],
         [get_tensor_name(t) for t in frozen.outputs],
+        model.name,
     )
