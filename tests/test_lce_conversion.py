@@ -160,8 +160,9 @@ def test_parity_check_catches_a_planted_mismatch():
 def test_mixed_precision_and_non_finite_weights_are_refused():
     model = _model("biper")
     model.layers[1].kernel.assign(np.full(model.layers[1].kernel.shape, np.nan, "float32"))
-    with pytest.raises(ConversionError, match="NaN or infinite"):
+    with pytest.raises(ValueError, match="Argument `model`: variable .* contains NaN or infinite values") as bad:
         convert(model)
+    assert not isinstance(bad.value, ConversionError)  # bad input (CLI exit 3), not a failed conversion
     # A mixed-policy Sequential/functional model is rebuilt in float32 (test_mixed_precision.py);
     # a subclassed one cannot be rebuilt from its config: refused, saying what to do.
 
@@ -393,7 +394,7 @@ FROM_LARQ = textwrap.dedent(
     import larq as lq
     from larq_compute_engine.tflite.python.interpreter import Interpreter
     from biper_keras import larq_interop
-    from biper_keras.convert import convert
+    from biper_keras.convert import ConversionError, convert
 
     tf.keras.utils.set_random_seed(0)
     q = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False,
@@ -419,9 +420,27 @@ FROM_LARQ = textwrap.dedent(
     x = rng.normal(size=(4, 16, 16, 3)).astype("float32")
     expected = larq_model.predict(x, verbose=0)
 
-    direct = convert(larq_model)  # the tf_keras model itself, loaded and run once
+    # The tf_keras model itself takes convert()'s steps: report, strict, parity, data, input_shape.
+    direct = convert(larq_model, data=x)
     assert direct.ops["LceBconv2d"] == 2, direct.ops
+    assert [(f.layer, f.fused) for f in direct.layers] == [("q1", True), ("q2", True)], direct.layers
+    assert direct.parity.passed and direct.parity.samples == 4 and direct.parity.top1_agreement == 1.0
     np.testing.assert_allclose(Interpreter(direct.flatbuffer).predict(x), expected, rtol=1e-3, atol=1e-3)
+    assert convert(larq_model, verify=False).parity is None
+    free = tf.keras.Sequential([tf.keras.Input((None, None, 3)),
+                                lq.layers.QuantConv2D(8, 3, kernel_quantizer="ste_sign", name="float_input")])
+    try:
+        convert(free)
+        raise AssertionError("unknown input sizes converted")
+    except ConversionError as err:
+        assert "has unknown sizes: pass `input_shape`" in str(err), err
+    try:
+        convert(free, input_shape=(12, 12, 3))
+        raise AssertionError("strict mode let an unfused Larq conv pass")
+    except ConversionError as err:
+        assert "float_input (input not binarized" in str(err), err
+    fixed = convert(free, input_shape=(12, 12, 3), strict=False)
+    assert Interpreter(fixed.flatbuffer).input_shapes[0] == (1, 12, 12, 3) and fixed.parity.passed
 
     back = larq_interop.from_larq(larq_model)
     axes = [l.axis for l in back.layers if "BatchNormalization" in type(l).__name__]

@@ -26,12 +26,12 @@ LCE's x86 interpreter), is loaded and run before it is returned.
 """
 
 import collections
-import os
 import warnings
 
 import numpy as np
 
 from . import graph
+from .arguments import TARGETS, check_data, check_model, check_options  # noqa: F401  (TARGETS: the CLI's choices)
 from .flatbuffer import start as _start_converter
 from .flatbuffer import to_flatbuffer
 from .fusion import _quantized_layers, inspect, op_histogram
@@ -55,9 +55,6 @@ __all__ = [
     "load_model",
 ]
 
-TARGETS = ("arm", "xcore")
-
-
 def _keras3_backend():
     import keras
 
@@ -68,18 +65,14 @@ def convert_keras_model(model, *, target="arm"):
     """Converts a Keras 3 model (TF backend) or a tf_keras model to an LCE TFLite
     flatbuffer (bytes), with no report; the flatbuffer has been loaded and run once in
     LCE's interpreter (a `ConversionError` names the op and layer that would not prepare)."""
-    _check_target(target)
+    check_options(target=target, input_shape=None, verify=True, strict=True, min_top1=0.0, on_mismatch=None)
+    model = check_model(model)
     _check_tensorflow_backend(model)
     prepared = prepare(model)
     flatbuffer = to_flatbuffer(graph.freeze(prepared), target)
     _, layers = inspect(flatbuffer, prepared.model, target)
     run_once(flatbuffer, prepared.model, layers)
     return flatbuffer
-
-
-def _check_target(target):
-    if target not in TARGETS:
-        raise ValueError(f"Argument `target` must be 'arm' or 'xcore'. Received: {target!r}.")
 
 
 def _check_tensorflow_backend(model):
@@ -100,6 +93,7 @@ def convert(
     strict=True,
     data=None,
     min_top1=0.98,
+    on_mismatch=None,
 ):
     """Converts `model` to an LCE flatbuffer and reports on every quantized layer.
 
@@ -112,30 +106,36 @@ def convert(
         verify: run the parity check (LCE interpreter vs Keras). Without it the
             flatbuffer is still loaded and run once in LCE's interpreter.
         strict: raise `ConversionError` naming every quantized conv that did not become
-            `LceBconv2d`, and `ParityError` when parity fails. With False, both are only
-            reported. A flatbuffer that LCE's interpreter cannot prepare or run is a
+            `LceBconv2d` (with False: only reported), and by default `ParityError` when
+            parity fails. A flatbuffer that LCE's interpreter cannot prepare or run is a
             `ConversionError` in both modes.
-        data: inputs for the parity check (default: 8 standard-normal samples).
-        min_top1: parity: the top-1 agreement class-score outputs need.
+        data: inputs for the parity check, shape (samples, *input shape) (default: 8
+            standard-normal samples).
+        min_top1: parity: the top-1 agreement class-score outputs need, in [0, 1].
+        on_mismatch: when parity fails: "raise" a `ParityError`, or "report" it in the
+            result only; None (default) follows `strict`.
+
+    Bad arguments are a `TypeError` or `ValueError` before any work, as is a model whose
+    weights hold NaN or infinite values.
 
     Returns:
         a `ConversionResult`.
     """
-    _check_target(target)
-    if isinstance(model, (str, os.PathLike)):
-        model = load_model(model)
-    if not is_tf_keras(model):
-        import keras
+    check_options(target=target, input_shape=input_shape, verify=verify, strict=strict, min_top1=min_top1,
+                  on_mismatch=on_mismatch)
+    if data is not None and not verify:
+        raise ValueError("Argument `data` is only used by the parity check, and verify=False turns it off: "
+                         "pass verify=True, or no data.")
+    model = check_model(model)
+    if not is_tf_keras(model) and _keras3_backend() != "tensorflow":
+        from ._worker import convert_in_subprocess
 
-        if not isinstance(model, keras.Model):
-            raise TypeError(f"`model` must be a Keras model. Received: {type(model).__name__}.")
-        if _keras3_backend() != "tensorflow":
-            from ._worker import convert_in_subprocess
-
-            return convert_in_subprocess(model, target=target, input_shape=input_shape, verify=verify,
-                                         strict=strict, data=data, min_top1=min_top1)
+        return convert_in_subprocess(model, target=target, input_shape=input_shape, verify=verify, strict=strict,
+                                     data=data, min_top1=min_top1, on_mismatch=on_mismatch)
     _start_converter()  # the converter process's start-up overlaps the tracing
     prepared = prepare(model, input_shape)
+    if verify and data is not None:
+        data = check_data(data, prepared.input_shape)
     if not _quantized_layers(prepared.model):
         warnings.warn(f"Model {model.name!r} has no quantized layers: it converts to a float model.")
     flatbuffer = to_flatbuffer(graph.freeze(prepared), target)
@@ -153,14 +153,13 @@ def convert(
         if data is None:
             data = np.random.default_rng(0).normal(size=(8, *prepared.input_shape)).astype("float32")
         result.parity = check_parity(flatbuffer, prepared.model, data, min_top1=min_top1)
-        if strict and not result.parity.passed:
+        if (on_mismatch or ("raise" if strict else "report")) == "raise" and not result.parity.passed:
             p = result.parity
             raise ParityError(
                 f"LCE and Keras disagree on {p.samples} inputs: max |diff| {p.max_abs_diff:.3g}, "
                 f"top-1 agreement {p.top1_agreement}, needed {p.criterion}; "
                 f"{count_text(p.near_zero_binarizer_inputs)} binarizer inputs are ~0 and may flip sign "
                 "(untrained BatchNorm statistics cause exact zeros: see `randomize_batch_norms`). "
-                "Pass strict=False "
-                "(CLI: --allow-unfused) to keep the result anyway."
+                "Pass on_mismatch='report' (CLI: --allow-mismatch) to keep the result anyway."
             )
     return result

@@ -9,6 +9,7 @@ import dataclasses
 
 import numpy as np
 
+from .arguments import check_input_shape_fits
 from .results import ConversionError
 
 
@@ -76,7 +77,7 @@ def _fixed(signature, input_shape):
 
     flat = tf.nest.flatten(signature)
     first = flat[0]
-    sizes = list(input_shape[1:]) if len(input_shape) == first.shape.rank else list(input_shape)
+    sizes = list(check_input_shape_fits(input_shape, first.shape.as_list()))
     return tf.nest.pack_sequence_as(signature, [tf.TensorSpec([None, *sizes], first.dtype), *flat[1:]])
 
 
@@ -115,7 +116,9 @@ def _check_weights(model):
                 "models; cast it (e.g. keras.config.set_dtype_policy('float32') and rebuild)."
             )
         if "float" in dtype and not np.all(np.isfinite(np.asarray(w))):
-            raise ConversionError(f"variable {path!r} contains NaN or infinite values")
+            # Bad input, not a converter failure: nothing could convert it.
+            raise ValueError(f"Argument `model`: variable {path!r} contains NaN or infinite values (did its "
+                             "training diverge?); there is nothing meaningful to convert.")
 
 
 def float32_size(model):
