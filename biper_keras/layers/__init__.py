@@ -10,8 +10,10 @@ rewriting `call`:
 - the convolution (`convolution_op`) or `call` binarizes the inputs first.
 
 Modules: `base` (what every quantized layer shares), `conv` (QuantConv1D/2D,
-QuantDepthwiseConv2D, QuantSeparableConv2D), `dense` (QuantDense), `normalization`
-(BatchNormalization with TensorFlow's fused kernel).
+QuantDepthwiseConv2D, QuantSeparableConv2D), `dense` (QuantDense), `einsum_dense`
+(QuantEinsumDense), `attention` (QuantMultiHeadAttention, whose projections are
+QuantEinsumDense layers), `normalization` (BatchNormalization with TensorFlow's fused
+kernel).
 """
 
 from biper_keras.layers.base import (
@@ -22,12 +24,16 @@ from biper_keras.layers.base import (
 )
 from biper_keras.layers.conv import QuantConv1D, QuantConv2D, QuantDepthwiseConv2D, QuantSeparableConv2D
 from biper_keras.layers.dense import QuantDense
+from biper_keras.layers.einsum_dense import QuantEinsumDense
+from biper_keras.layers.attention import QuantMultiHeadAttention
 from biper_keras.layers.normalization import BatchNormalization
 
 __all__ = [
     "QuantConv1D",
     "QuantConv2D",
     "QuantDense",
+    "QuantEinsumDense",
+    "QuantMultiHeadAttention",
     "QuantDepthwiseConv2D",
     "QuantSeparableConv2D",
     "BatchNormalization",
