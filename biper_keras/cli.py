@@ -109,7 +109,8 @@ def _convert(args):
         result = convert.convert(model, target=args.target, input_shape=args.input_shape,
                                  verify=not args.no_verify, strict=not args.allow_unfused,
                                  data=data, min_top1=args.min_top1,
-                                 on_mismatch="report" if args.allow_mismatch else "raise")
+                                 on_mismatch="report" if args.allow_mismatch else "raise",
+                                 weights=args.weights)
     for w in caught:
         if issubclass(w.category, UserWarning) and "no quantized layers" in str(w.message):
             print(f"biper-keras: warning: {w.message}", file=sys.stderr)
@@ -488,6 +489,8 @@ def build_parser():
                       help="keep the result even if LCE and Keras disagree (exit 6 otherwise)")
     conv.add_argument("--min-top1", type=float, default=_default(convert.convert, "min_top1"),
                       help="parity: top-1 agreement needed")
+    conv.add_argument("--weights", choices=["float", "int8"], default=_default(convert.convert, "weights"),
+                      help="int8: store binary weights of float ops (W1A32) as int8, losslessly")
     conv.add_argument("--json", action="store_true", help="print the report as JSON")
     conv.set_defaults(run=_convert)
 

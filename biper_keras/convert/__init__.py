@@ -11,7 +11,9 @@ parity check (TensorFlow only; TensorFlow and LCE are imported inside the functi
 1. `prepare.prepare`: the model in float32, its weights checked, its input shape fixed;
 2. `graph.freeze`: `model(x, training=False)` traced and frozen, channel constants
    flattened (a `graph.FrozenGraph`);
-3. `flatbuffer.to_flatbuffer`: LCE's graph converter;
+3. `flatbuffer.to_flatbuffer`: LCE's graph converter, in a child process (a native
+   crash is a `ConversionError`); with `weights="int8"`, `weights.int8_weights` then
+   stores binary weights of float ops as int8;
 4. `fusion.inspect`: the flatbuffer's ops, and which quantized layer became what;
 5. `interpreter.run_once`: loaded and run once in LCE's interpreter (a file that does
    not prepare is a `ConversionError` naming the op, its node and the Keras layer);
@@ -30,7 +32,7 @@ import warnings
 
 import numpy as np
 
-from . import graph
+from . import graph, prepare
 from .arguments import TARGETS, check_data, check_model, check_options  # noqa: F401  (TARGETS: the CLI's choices)
 from .flatbuffer import start as _start_converter
 from .flatbuffer import to_flatbuffer
@@ -38,7 +40,8 @@ from .fusion import _quantized_layers, inspect, op_histogram
 from .interpreter import run_once
 from .loading import load_model
 from .parity import check_parity, randomize_batch_norms
-from .prepare import float32_size, is_tf_keras, prepare
+from .prepare import float32_size, is_tf_keras
+from .weights import int8_weights
 from .results import ConversionError, ConversionResult, LayerFusion, Parity, ParityError, count_text
 
 __all__ = [
@@ -65,10 +68,11 @@ def convert_keras_model(model, *, target="arm"):
     """Converts a Keras 3 model (TF backend) or a tf_keras model to an LCE TFLite
     flatbuffer (bytes), with no report; the flatbuffer has been loaded and run once in
     LCE's interpreter (a `ConversionError` names the op and layer that would not prepare)."""
-    check_options(target=target, input_shape=None, verify=True, strict=True, min_top1=0.0, on_mismatch=None)
+    check_options(target=target, input_shape=None, verify=True, strict=True, min_top1=0.0, on_mismatch=None,
+                  weights="float")
     model = check_model(model)
     _check_tensorflow_backend(model)
-    prepared = prepare(model)
+    prepared = prepare.prepare(model)
     flatbuffer = to_flatbuffer(graph.freeze(prepared), target)
     _, layers = inspect(flatbuffer, prepared.model, target)
     run_once(flatbuffer, prepared.model, layers)
@@ -94,6 +98,7 @@ def convert(
     data=None,
     min_top1=0.98,
     on_mismatch=None,
+    weights="float",
 ):
     """Converts `model` to an LCE flatbuffer and reports on every quantized layer.
 
@@ -114,6 +119,12 @@ def convert(
         min_top1: parity: the top-1 agreement class-score outputs need, in [0, 1].
         on_mismatch: when parity fails: "raise" a `ParityError`, or "report" it in the
             result only; None (default) follows `strict`.
+        weights: "float" (default) keeps the weights of float ops (dense layers, binary
+            weights with float inputs) as float32; "int8" stores every weight tensor that
+            is +-alpha per output channel (binary weights, W1A32) as int8 +-1 with scale
+            alpha, dequantized when the file loads: the same outputs, a quarter of the
+            bytes (`weights.int8_weights`). Binary convolutions (`LceBconv2d`) are
+            bit-packed either way.
 
     Bad arguments are a `TypeError` or `ValueError` before any work, as is a model whose
     weights hold NaN or infinite values.
@@ -122,7 +133,7 @@ def convert(
         a `ConversionResult`.
     """
     check_options(target=target, input_shape=input_shape, verify=verify, strict=strict, min_top1=min_top1,
-                  on_mismatch=on_mismatch)
+                  on_mismatch=on_mismatch, weights=weights)
     if data is not None and not verify:
         raise ValueError("Argument `data` is only used by the parity check, and verify=False turns it off: "
                          "pass verify=True, or no data.")
@@ -131,14 +142,17 @@ def convert(
         from ._worker import convert_in_subprocess
 
         return convert_in_subprocess(model, target=target, input_shape=input_shape, verify=verify, strict=strict,
-                                     data=data, min_top1=min_top1, on_mismatch=on_mismatch)
+                                     data=data, min_top1=min_top1, on_mismatch=on_mismatch,
+                                     weights=weights)
     _start_converter()  # the converter process's start-up overlaps the tracing
-    prepared = prepare(model, input_shape)
+    prepared = prepare.prepare(model, input_shape)
     if verify and data is not None:
         data = check_data(data, prepared.input_shape)
     if not _quantized_layers(prepared.model):
         warnings.warn(f"Model {model.name!r} has no quantized layers: it converts to a float model.")
     flatbuffer = to_flatbuffer(graph.freeze(prepared), target)
+    if weights == "int8":
+        flatbuffer = int8_weights(flatbuffer).flatbuffer
     ops, layers = inspect(flatbuffer, prepared.model, target)
     run_once(flatbuffer, prepared.model, layers)
     result = ConversionResult(flatbuffer, target, dict(collections.Counter(n for n, _ in ops)), layers,

@@ -8,13 +8,14 @@ import numpy as np
 
 TARGETS = ("arm", "xcore")
 MISMATCH = ("raise", "report")
+WEIGHTS = ("float", "int8")
 
 
 def _got(value):
     return f"{value!r} ({type(value).__name__})"
 
 
-def check_options(*, target, input_shape, verify, strict, min_top1, on_mismatch):
+def check_options(*, target, input_shape, verify, strict, min_top1, on_mismatch, weights):
     if target not in TARGETS:
         raise ValueError(f"Argument `target` must be 'arm' or 'xcore'. Received: {target!r}.")
     for name, value in (("verify", verify), ("strict", strict)):
@@ -26,6 +27,8 @@ def check_options(*, target, input_shape, verify, strict, min_top1, on_mismatch)
         raise ValueError(f"Argument `min_top1` must be a number between 0 and 1. Received: {min_top1!r}.")
     if on_mismatch is not None and on_mismatch not in MISMATCH:
         raise ValueError(f"Argument `on_mismatch` must be None, 'raise' or 'report'. Received: {on_mismatch!r}.")
+    if weights not in WEIGHTS:
+        raise ValueError(f"Argument `weights` must be 'float' or 'int8'. Received: {weights!r}.")
     if input_shape is not None:
         check_input_shape(input_shape)
 

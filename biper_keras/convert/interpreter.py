@@ -9,6 +9,7 @@ import tempfile
 
 import numpy as np
 
+from .fusion import layer_of_op
 from .results import ConversionError
 
 
@@ -66,7 +67,10 @@ def _not_runnable_message(flatbuffer, model, report, log, failure):
     if node is None:
         return f"the converted flatbuffer does not run in LCE's interpreter: {why}"
     index, op, stage = int(node.group(1)), node.group(2), node.group(3)
-    layer = next((f.layer for f in report if f.node == index), None) or _layer_of_op(flatbuffer, model, index)
+    layer = next((f.layer for f in report if f.node == index), None)
+    if layer is None and model is not None:
+        found = layer_of_op(flatbuffer, model, index)
+        layer = found.name if found is not None else None
     origin = f"Keras layer {layer!r}" if layer else "no Keras layer found in its tensor names"
     return (f"the converted flatbuffer does not run in LCE's interpreter: node {index} ({op}, "
             f"{origin}) failed to {stage}: {why}")
@@ -76,25 +80,3 @@ def _short(line):
     """"larq_compute_engine/tflite/kernels/bconv2d.cc:221 X != 1" -> "bconv2d.cc:221 X != 1"."""
     where, _, what = line.partition(" ")
     return f"{os.path.basename(where)} {what}" if what and re.search(r"\.\w+:\d+$", where) else line
-
-
-def _layer_of_op(flatbuffer, model, index):
-    """The innermost Keras layer named in the tensor names of operator `index` (TF scopes
-    are layer names, possibly with a "_<n>" suffix added when traced again)."""
-    from larq_compute_engine.mlir.python import tflite_schema as schema
-
-    if model is None:
-        return None
-    graph = schema.Model.GetRootAs(flatbuffer, 0).Subgraphs(0)
-    if index >= graph.OperatorsLength():
-        return None
-    op = graph.Operators(index)
-    names = [graph.Tensors(op.Outputs(i)).Name().decode() for i in range(op.OutputsLength())]
-    names += [graph.Tensors(op.Inputs(i)).Name().decode() for i in range(op.InputsLength()) if op.Inputs(i) >= 0]
-    layers = {l.name for l in model._flatten_layers(include_self=False)}
-    for name in names:
-        for scope in reversed(name.split(";")[0].split("/")[:-1]):
-            for candidate in (scope, re.sub(r"_\d+$", "", scope)):
-                if candidate in layers:
-                    return candidate
-    return None
