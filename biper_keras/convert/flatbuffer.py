@@ -45,12 +45,15 @@ class Converter:
         self._process = None
         self._startup_log = None
         self._lock = threading.Lock()
+        self._owner = os.getpid()
 
     def start(self):
         with self._lock:
             self._started()
 
     def _started(self):
+        if self._owner != os.getpid():  # a forked copy of this object: the pipes are the parent's
+            self._process, self._owner = None, os.getpid()
         if self._process is None or self._process.poll() is not None:
             self._startup_log = tempfile.TemporaryFile()
             env = {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ}
