@@ -1,6 +1,7 @@
 """QuantEinsumDense's forward and gradients against numpy, and a tiny binary ViT that
 learns, on the active backend."""
 
+import keras
 import numpy as np
 import pytest
 from autodiff import value_and_vjp
@@ -57,3 +58,24 @@ def test_quant_einsum_dense_forward_and_gradients_match_numpy(case):
     y_k, grad_k = value_and_vjp(of_kernel, kernel, upstream)
     np.testing.assert_allclose(y_k, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(grad_k, grad_wq * alpha * (np.abs(kernel) <= 1), rtol=1e-4, atol=1e-4)
+
+
+def test_tiny_bnn_pp_vit_learns_with_mu_annealed_in_every_projection():
+    from biper_keras.models import get_model
+    from biper_keras.training import MuSchedule, annealed_quantizers
+
+    keras.utils.set_random_seed(4)
+    rng = np.random.default_rng(4)
+    y = np.arange(32) % 2
+    x = (rng.normal(size=(32, 16, 16, 3)) + np.where(y, 0.5, -0.5)[:, None, None, None]).astype("float32")
+    model = get_model("vit", input_shape=(16, 16, 3), num_classes=2, kernel_quantizer="bnn_pp", depth=1, dim=16,
+                      heads=2, mlp_dim=32, patch_size=8)
+    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = model.evaluate(x, y, verbose=0)
+    schedule = MuSchedule(1.0, 4.0, 6, "exponential")
+    model.fit(x, y, batch_size=16, epochs=6, verbose=0, shuffle=False, callbacks=[schedule])
+    after = model.evaluate(x, y, verbose=0)
+    assert np.isfinite(after) and after < 0.8 * before, (before, after)
+    mus = annealed_quantizers(model)
+    assert len(mus) == 6  # query, key, value, output, and the MLP's two dense layers
+    np.testing.assert_allclose([float(keras.ops.convert_to_numpy(q.mu)) for q in mus], schedule.value(5), rtol=1e-6)
