@@ -137,6 +137,21 @@ def test_w1a1_vit_runs_every_projection_as_lce_bconv2d_and_matches_keras(w1a1):
     assert result.parity.passed and result.parity.top1_agreement == 1.0
 
 
+def test_the_users_vit_after_binarize_runs_every_projection_as_lce_bconv2d(float_vit):
+    """The issue's case: a keras.io-style functional ViT (exact gelu MLPs) binarized with
+    `binarize()` used to convert into a file that failed to prepare (Erfc)."""
+    from biper_keras.binarize import binarize
+
+    model, _ = float_vit
+    binary, _ = binarize(model, "ste_sign", input_quantizer="ste_sign")  # embed and head stay float
+    result = convert(binary, data=X)
+    assert sorted(map(_short, result.fused_projections)) == sorted(PROJECTIONS)
+    assert result.ops["LceBconv2d"] == len(PROJECTIONS) and result.ops["GELU"] == DEPTH
+    assert not [op for op in result.ops if not op.isupper() and not op.startswith("Lce")]
+    np.testing.assert_allclose(Interpreter(result.flatbuffer).predict(X), np.asarray(binary(X)), atol=1e-5)
+    assert result.parity.passed and result.parity.top1_agreement == 1.0
+
+
 def test_w1a32_int8_weights_equal_the_float_file_and_keras_at_a_quarter_of_the_bytes(w1a32):
     model, floats, int8 = w1a32
     assert {f.runs for f in floats.layers} == {"float"} and {f.runs for f in int8.layers} == {"int8"}
