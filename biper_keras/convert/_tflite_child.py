@@ -19,9 +19,15 @@ import sys
 
 
 def load_converter():
-    from larq_compute_engine.mlir._tf_tfl_flatbuffer import convert_graphdef_to_tflite_flatbuffer
+    """LCE's GraphDef converter, through the package's compatibility module (loaded by
+    path: importing the package would import Keras, which this process does not need)."""
+    import importlib.util
 
-    return convert_graphdef_to_tflite_flatbuffer
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_compat.py")
+    spec = importlib.util.spec_from_file_location("biper_keras_compat", path)
+    compat = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compat)
+    return compat.convert_graphdef_to_tflite_flatbuffer
 
 
 def _convert(converter, request):

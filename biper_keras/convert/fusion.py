@@ -6,6 +6,8 @@ import re
 
 import numpy as np
 
+from biper_keras import _compat
+
 from .results import LayerFusion
 
 
@@ -77,7 +79,7 @@ def _quantized_layers(model):
     from .prepare import is_tf_keras
 
     if is_tf_keras(model):
-        layers = [l for l in model._flatten_layers(include_self=False) if type(l).__module__.startswith("larq.")]
+        layers = [l for l in _compat.flatten_layers(model) if type(l).__module__.startswith("larq.")]
     else:
         layers = quantized_layers(model)
     return [layer for layer in layers if layer_quantizers(layer)]
@@ -119,15 +121,13 @@ def _output_shape(layer):
     try:
         return tuple(layer.output.shape[1:])
     except (AttributeError, ValueError):
-        built = list(getattr(layer, "_build_shapes_dict", None) or {})
-        if len(built) != 1:
-            return ()
-        return tuple(layer.compute_output_shape(layer._build_shapes_dict[built[0]])[1:])
+        shape = _compat.built_input_shape(layer)
+        return () if shape is None else tuple(layer.compute_output_shape(shape)[1:])
 
 
 def _build_input_shape(layer):
-    built = list(getattr(layer, "_build_shapes_dict", None) or {})
-    return tuple(layer._build_shapes_dict[built[0]]) if len(built) == 1 else None
+    shape = _compat.built_input_shape(layer)
+    return None if shape is None else tuple(shape)
 
 
 def _projection_shape(layer):
@@ -182,7 +182,7 @@ def layer_of_op(flatbuffer, model, index):
     op = graph.Operators(index)
     names = [graph.Tensors(op.Outputs(i)).Name().decode() for i in range(op.OutputsLength())]
     names += [graph.Tensors(op.Inputs(i)).Name().decode() for i in range(op.InputsLength()) if op.Inputs(i) >= 0]
-    layers = list(model._flatten_layers(include_self=False))
+    layers = list(_compat.flatten_layers(model))
     paths = [(tuple((getattr(l, "path", None) or l.name).split("/")), l) for l in layers]
     paths += [((l.name,), l) for l in layers]
     for name in names:

@@ -9,6 +9,8 @@ import dataclasses
 
 import numpy as np
 
+from biper_keras import _compat
+
 from .arguments import check_input_shape_fits
 from .results import ConversionError
 
@@ -64,9 +66,7 @@ def input_signature(model):
         inputs = [tf.TensorSpec(t.shape, t.dtype) for t in model.inputs]
         signature = inputs if len(inputs) == 1 else [inputs]
     else:
-        from keras.src.export.export_utils import get_input_signature
-
-        signature = get_input_signature(model)
+        signature = _compat.input_signature(model)
     return tf.nest.map_structure(lambda s: tf.TensorSpec([None, *list(s.shape)[1:]], s.dtype), signature)
 
 
@@ -86,7 +86,7 @@ def _float32_model(model):
     the same weights: a model trained under a mixed policy keeps float32 variables
     (so nothing is lost) and its binary kernels were computed from them, so the
     rebuilt model is the one it trained, and TFLite converts float32 graphs."""
-    mixed = [layer for layer in model._flatten_layers(include_self=True)
+    mixed = [layer for layer in _compat.flatten_layers(model, include_self=True)
              if getattr(layer.dtype_policy, "compute_dtype", "float32") != "float32"]
     if not mixed:
         return model
