@@ -40,6 +40,25 @@ def _rebuildable(model):
     return type(model) in (Functional, keras.Sequential)
 
 
+def _check_model(model):
+    """TypeError/ValueError at once unless `model` is a built Sequential or functional
+    Keras 3 model (its weights are carried, so they must exist)."""
+    if not isinstance(model, keras.Model):
+        received = (f"model={model!r}, a file name: load it first, keras.models.load_model(path)"
+                    if isinstance(model, str) else f"{type(model).__name__}")
+        raise TypeError(f"Argument `model` must be a Keras 3 model (Sequential or functional). Received: {received}.")
+    if not _rebuildable(model):
+        raise ValueError(
+            f"binarize needs a Sequential or functional model; {type(model).__name__} is subclassed "
+            "and cannot be rebuilt from its config. Build it functionally or use QuantConv2D directly."
+        )
+    if not model.built:
+        raise ValueError(
+            f"Argument `model` must be built (its weights become the latent weights). Received: Sequential "
+            f"{model.name!r} with no input shape yet: start it with keras.Input(shape), or call "
+            "model.build((None, *shape)).")
+
+
 def _why_not(layer):
     if type(layer) not in (keras.layers.Conv2D, keras.layers.Dense):
         return None  # not a candidate at all
@@ -82,13 +101,7 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
         quantizer: the weight quantizer, as `biper_keras.quantizers.get` takes it.
         input_quantizer: the activation quantizer inserted before each binarized layer.
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"`model` must be a Keras 3 model. Received: {type(model).__name__}.")
-    if not _rebuildable(model):
-        raise ValueError(
-            f"binarize needs a Sequential or functional model; {type(model).__name__} is subclassed "
-            "and cannot be rebuilt from its config. Build it functionally or use QuantConv2D directly."
-        )
+    _check_model(model)
     kernel_q = keras.saving.serialize_keras_object(quantizers_lib.get(quantizer))
     input_q = keras.saving.serialize_keras_object(quantizers_lib.get(input_quantizer))
 
