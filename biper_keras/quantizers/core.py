@@ -127,7 +127,7 @@ def check_omega(value):
         raise ValueError(
             f"Argument `omega` must be at most 2**24 = {MAX_OMEGA:.0f}: past it float32 cannot resolve "
             "sin(omega * w) (products 2 apart, a third of its period, for |w| >= 1) and omega * w "
-            f"overflows to inf (sin: NaN, not +/-1) for |w| > {3.4028234663852886e38 / MAX_OMEGA:.1e}. "
+            f"overflows to inf (sin: NaN, not +/-1) for |w| > {3.4028234663852886e38 / omega:.1e}. "
             f"Received: omega={value!r}."
         )
     return omega
