@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 from helpers import assert_one_line_error, run_cli_here
-from shared_processes import LARQ_SCRIPTS, script_output
+from shared_processes import LARQ_SCRIPTS, script, script_output
 
 import biper_keras as bk
 from biper_keras import data as data_lib
@@ -122,30 +122,7 @@ def test_the_larq_bridge_names_its_direction_without_larq():
         to_larq(None)
 
 
-LARQ_SCRIPTS["reliability_bridge_arguments"] = """
-import json
-import keras
-import larq as lq
-import tensorflow as tf
-from biper_keras import larq_interop
-
-larq_model = tf.keras.Sequential([tf.keras.Input((8, 8, 3)), lq.layers.QuantConv2D(4, 3, kernel_quantizer="ste_sign"),
-                                  tf.keras.layers.Flatten(), tf.keras.layers.Dense(2)], name="from_zoo")
-unbuilt = tf.keras.Sequential([lq.layers.QuantConv2D(4, 3), tf.keras.layers.Dense(2)], name="unbuilt")
-cases = {"to_larq(larq model)": lambda: larq_interop.to_larq(larq_model),
-         "from_larq(unbuilt)": lambda: larq_interop.from_larq(unbuilt),
-         "from_larq(str)": lambda: larq_interop.from_larq("zoo.h5")}
-found = {}
-for name, call in cases.items():
-    try:
-        call()
-        found[name] = "no error"
-    except Exception as err:
-        found[name] = [type(err).__name__, str(err)]
-unbuilt.build((None, 8, 8, 3))  # what the message says to do
-found["built"] = type(larq_interop.from_larq(unbuilt)).__module__.split(".")[0]
-print(json.dumps(found))
-"""
+LARQ_SCRIPTS["reliability_bridge_arguments"] = script("reliability_inputs_bridge_arguments.py")
 
 
 def test_the_larq_bridge_names_its_direction_with_larq(larq_results):
