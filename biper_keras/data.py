@@ -162,15 +162,18 @@ def _image_problem(path, max_pixels):
     Image.MAX_IMAGE_PIXELS, TensorFlow would allocate them), and the end (a truncated
     JPEG has no end marker, a truncated PNG no IEND chunk, a truncated BMP is shorter
     than its header says)."""
-    with open(path, "rb") as f:
-        head = f.read(32)
+    with open(path, "rb", buffering=0) as f:
+        head = f.read(_HEAD)  # a small image whole, in one read
         kind = next((k for magic, k in _MAGIC.items() if head.startswith(magic)), None)
         if kind is None:
             return f"not JPEG/PNG/BMP/GIF data (first bytes {head[:8]!r})"
-        size = _jpeg_size(f) if kind == "JPEG" else _header_size(kind, head)
-        end = f.seek(0, os.SEEK_END)
-        f.seek(max(0, end - 64))
-        tail = f.read()
+        size = _jpeg_size(head, f) if kind == "JPEG" else _header_size(kind, head)
+        end = os.fstat(f.fileno()).st_size
+        if end > len(head):
+            f.seek(end - 64)
+            tail = f.read()
+        else:
+            tail = head[-64:]
     if kind == "JPEG" and b"\xff\xd9" not in tail:
         return "truncated JPEG (no end-of-image marker)"
     if kind == "PNG" and b"IEND" not in tail:
@@ -200,27 +203,36 @@ def _header_size(kind, head):
             abs(int.from_bytes(head[22:26], "little", signed=True)))  # negative: top-down rows
 
 
+_HEAD = 4096  # bytes read first: most of a CIFAR-sized image, every header that matters
+
 # JPEG's start-of-frame markers (baseline, progressive, ...): the ones that carry the size.
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-def _jpeg_size(f):
+def _jpeg_size(head, f):
     """(width, height) from a JPEG's start-of-frame segment, walking the segments from
-    the start (a few small reads); None if there is none before the image data."""
-    f.seek(2)
-    for _ in range(256):
-        marker = f.read(2)
-        while marker[:1] == b"\xff" and marker[1:] == b"\xff":  # fill bytes
-            marker = b"\xff" + f.read(1)
-        if len(marker) < 2 or marker[0] != 0xFF or marker[1] == 0xDA:  # not a marker, or the scan starts
+    the start: in `head` (the file's first bytes), then in the file `f` when the frame
+    header lies further (a large EXIF block); None if there is none before the image data."""
+    base, position = 0, 2  # head[0] is byte `base` of the file
+    for _ in range(1024):
+        if position + 9 > len(head):  # past what was read: read on from the file
+            base += position
+            f.seek(base)
+            head, position = f.read(_HEAD), 0
+            if len(head) < 9:
+                return None
+        if head[position] != 0xFF:
             return None
-        length = f.read(2)
-        if len(length) < 2:
+        marker = head[position + 1]
+        if marker == 0xFF:  # a fill byte
+            position += 1
+            continue
+        if marker == 0xDA:  # the scan starts: no frame header before it
             return None
-        if marker[1] in _SOF:
-            frame = f.read(5)
-            return (int.from_bytes(frame[3:5], "big"), int.from_bytes(frame[1:3], "big")) if len(frame) == 5 else None
-        f.seek(int.from_bytes(length, "big") - 2, os.SEEK_CUR)
+        if marker in _SOF:
+            frame = head[position + 4:position + 9]
+            return int.from_bytes(frame[3:5], "big"), int.from_bytes(frame[1:3], "big")
+        position += 2 + int.from_bytes(head[position + 2:position + 4], "big")
     return None
 
 
