@@ -141,13 +141,22 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
 
 
 def _check_rebuildable(model):
+    """TypeError/ValueError at once unless `model` is a built Sequential or functional
+    Keras 3 model (its weights are carried, so they must exist)."""
     if not isinstance(model, keras.Model):
-        raise TypeError(f"`model` must be a Keras 3 model. Received: {type(model).__name__}.")
+        received = (f"model={model!r}, a file name: load it first, keras.models.load_model(path)"
+                    if isinstance(model, str) else f"{type(model).__name__}")
+        raise TypeError(f"Argument `model` must be a Keras 3 model (Sequential or functional). Received: {received}.")
     if not _rebuildable(model):
         raise ValueError(
             f"binarize needs a Sequential or functional model; {type(model).__name__} is subclassed "
             "and cannot be rebuilt from its config. Build it functionally or use QuantConv2D directly."
         )
+    if not model.built:
+        raise ValueError(
+            f"Argument `model` must be built (its weights become the latent weights). Received: Sequential "
+            f"{model.name!r} with no input shape yet: start it with keras.Input(shape), or call "
+            "model.build((None, *shape)).")
 
 
 def _choose(layers, keep_first, keep_last, keep):

@@ -286,6 +286,22 @@ def _none(name):
 
 
 def _datasets(args, source):
+    """The data pipelines; the data's warnings (image files skipped when listing) print as
+    one line each, before any training starts."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        datasets = _make_datasets(args, source)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"biper-keras: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return datasets
+
+
+def _make_datasets(args, source):
     from biper_keras import data
 
     settings = data.preprocessing_for(source, args.model)

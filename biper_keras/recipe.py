@@ -6,6 +6,7 @@ import dataclasses
 import math
 
 from biper_keras.quantizers import DEFAULT_OMEGA, check_positive_number
+from biper_keras.quantizers.core import check_omega
 
 __all__ = ["Recipe", "Stage", "quickstart_recipe"]
 
@@ -85,6 +86,7 @@ class Recipe:
         check_positive_number("omega", self.omega)
         if self.omega > _FLOAT32_MAX:  # inf in the float32 kernels: sin(inf * w) is NaN
             raise ValueError(f"Argument `omega` must be representable in float32 (< 3.4e38). Received: omega={self.omega!r}.")
+        check_omega(self.omega)
         for name in ("warmup_epochs", "seed", "batch_size", "steps_per_execution"):
             value = getattr(self, name)
             positive = name in ("batch_size", "steps_per_execution")

@@ -186,7 +186,8 @@ def test_non_image_files_in_a_folder_are_skipped_with_a_warning(tmp_path):
     (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")  # ignored by suffix
     (tmp_path / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")  # skipped: not image data
     (tmp_path / "train" / "dog" / "page.png").write_text("<html>")
-    with pytest.warns(UserWarning, match=r"2 file\(s\) in .* are not JPEG/PNG/BMP/GIF data, skipped"):
+    with pytest.warns(UserWarning, match=r"skipped 2 image file\(s\) that would not decode \(first: .*broken\.jpg: "
+                                         r"not JPEG/PNG/BMP/GIF data"):
         data = image_datasets(tmp_path, batch_size=4, augment=None, shuffle=False)
     assert data.train_size == 6
     labels = np.concatenate([y.numpy() for _, y in data.train])

@@ -6,7 +6,9 @@ Lower than every layer module: it imports none of them.
 """
 
 import contextlib
+import inspect
 import math
+import numbers
 import warnings
 
 import keras
@@ -21,9 +23,43 @@ from biper_keras.regularizers import SinSquared
 _KERNEL_SCALES = (None, "channel")
 
 
+# The layer arguments that are sizes: an integer > 0 (or, for the tuple ones, a tuple
+# of them). Keras compares them with 0 before checking their type, so a string such as
+# filters="64" surfaced as "'<=' not supported between instances of 'str' and 'int'".
+_SIZE_ARGUMENTS = ("filters", "units", "depth_multiplier", "groups")
+_SIZE_TUPLE_ARGUMENTS = ("kernel_size", "strides", "dilation_rate")
+
+
+def check_size_arguments(keras_class, args, kwargs):
+    """Raises TypeError naming the argument, the value and what it takes for a size
+    argument of `keras_class.__init__` (given positionally or by name) that is not an
+    integer > 0 (or a tuple/list of them, for kernel_size, strides, dilation_rate)."""
+    try:
+        bound = inspect.signature(keras_class.__init__).bind_partial(None, *args, **kwargs).arguments
+    except TypeError:
+        return  # a wrong call: Python's own message says it
+    for name in _SIZE_ARGUMENTS + _SIZE_TUPLE_ARGUMENTS:
+        if name not in bound:
+            continue
+        value = bound[name]
+        values = list(value) if name in _SIZE_TUPLE_ARGUMENTS and isinstance(value, (tuple, list)) else [value]
+        takes = "an integer > 0" + (" or a tuple of them" if name in _SIZE_TUPLE_ARGUMENTS else "")
+        received = f"Received: {name}={value!r}"
+        if not values or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+            raise TypeError(f"Argument `{name}` must be {takes}. {received} (type {type(value).__name__}).")
+        if min(values) <= 0:
+            raise ValueError(f"Argument `{name}` must be {takes}. {received}.")
+
+
 class _QuantizedLayer:
-    """What every quantized layer shares: the forward-pass flag that makes its kernels
-    read quantized, and saving the variables themselves."""
+    """What every quantized layer shares: its size arguments checked first (one place
+    for all of them), the forward-pass flag that makes its kernels read quantized, and
+    saving the variables themselves."""
+
+    def __init__(self, *args, **kwargs):
+        keras_class = next(c for c in type(self).__mro__ if c.__module__.startswith("keras."))
+        check_size_arguments(keras_class, args, kwargs)
+        super().__init__(*args, **kwargs)
 
     @contextlib.contextmanager
     def _quantized_forward(self):
