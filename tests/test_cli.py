@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -240,12 +241,23 @@ def test_train_without_data_says_how_to_point_at_it(tmp_path, capsys):
             os.environ["BIPER_DATA_DIR"] = env_backup
 
 
+# What TensorFlow, TFLite and absl write when they are not silenced: "INFO: Created
+# TensorFlow Lite XNNPACK delegate", "I0000 00:00:... cudart_stub.cc", oneDNN notices.
+NATIVE_LOG_LINE = re.compile(r"^(INFO|WARNING|ERROR): |^[IWEF]\d{4} |absl::|oneDNN|cuda|cpu_feature_guard")
+
+
 @pytest.mark.slow
-def test_quickstart(tmp_path):
-    result = run("quickstart", "--out", str(tmp_path / "qs"), "--epochs", "1")
+def test_quickstart_through_the_command_prints_no_native_log_line(tmp_path):
+    # The `biper-keras` command as a user runs it: the launcher, no TF_CPP_MIN_LOG_LEVEL.
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "KERAS_BACKEND")}
+    result = subprocess.run([sys.executable, "-m", "biper_keras_launcher", "quickstart",
+                             "--out", str(tmp_path / "qs"), "--epochs", "1"],
+                            env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "stage2: test accuracy" in result.stdout and "LceBconv2d" in result.stdout
     assert "ms per image" in result.stdout and (tmp_path / "qs" / "model.tflite").exists()
+    logs = [line for line in (result.stdout + result.stderr).splitlines() if NATIVE_LOG_LINE.search(line)]
+    assert logs == []
 
 
 @pytest.mark.slow
