@@ -67,17 +67,19 @@ LARQ_BLOCKS = {f"docs_{page_id(p)}_{i}": code for p in GUIDES
 def test_every_guide_has_runnable_code_and_every_block_is_checked():
     kinds = {page_id(p): [kind(c) for c in python_blocks(p)] for p in GUIDES}
     assert set(kinds) == {"quickstart", "training", "proxconnect", "larq", "deploying", "reproducing",
-                          "contributing"}
+                          "reliability", "contributing"}
     # Reproducing and Contributing are commands (bash); every other guide runs Python.
-    assert all(kinds[page] for page in ("quickstart", "training", "proxconnect", "larq", "deploying"))
+    assert all(kinds[page] for page in ("quickstart", "training", "proxconnect", "larq", "deploying",
+                                        "reliability"))
     assert kinds["larq"] == ["columns", "larq", "larq"]
     assert kinds["quickstart"].count("readme") == 1  # the README's block, checked there
     assert not any(kinds[page] for page in ("reproducing", "contributing"))
 
 
 HERE_PAGES = [p for p in GUIDES if any(kind(c) == "here" for c in python_blocks(p))]
-# The training page trains two stages: over 20 s on the 2-core machine.
-SLOW_PAGES = {"training"}
+# The training page trains two stages, the reliability page one stage twice: over 20 s
+# each on the 2-core machine.
+SLOW_PAGES = {"training", "reliability"}
 
 
 @pytest.mark.parametrize("page", [pytest.param(p, id=page_id(p), marks=[pytest.mark.slow] if page_id(p) in SLOW_PAGES
@@ -87,11 +89,11 @@ def test_guide_python_blocks_run_in_order(page, tmp_path, monkeypatch, capsys):
     scope = {"__name__": "__main__"}
     for i, code in enumerate(c for c in python_blocks(page) if kind(c) == "here"):
         exec(compile(code, f"{page.name}[{i}]", "exec"), scope)
-    out = capsys.readouterr().out
-    CHECKS[page_id(page)](scope, out, tmp_path)
+    out, err = capsys.readouterr()
+    CHECKS[page_id(page)](scope, out, tmp_path, err)
 
 
-def check_quickstart(scope, out, folder):
+def check_quickstart(scope, out, folder, err):
     # Larq's rules count every weight but batch norm's moving statistics.
     resnet = scope["resnet"]
     moving = sum(int(np.prod(w.shape)) for w in resnet.weights if "moving" in w.path)
@@ -99,7 +101,7 @@ def check_quickstart(scope, out, folder):
     assert "binarized MACs: 0.98" in out and f"{scope['stats'].binary_mac_ratio:.0%}" == "99%"
 
 
-def check_training(scope, out, folder):
+def check_training(scope, out, folder, err):
     summary = scope["summary"]
     assert (folder / "runs" / "trial" / "stage2" / "model.keras").is_file()
     assert summary["stage1"]["epochs"] == 1 and summary["stage2"]["epochs"] == 1, summary
@@ -115,7 +117,7 @@ def check_training(scope, out, folder):
     assert len(rows) > 0 and all(row["omega"] == 20.0 for row in rows)
 
 
-def check_proxconnect(scope, out, folder):
+def check_proxconnect(scope, out, folder, err):
     # BiPer's printed gradient is omega*cos(omega*x), the forward of every sign binarizer +-1.
     lines = dict(line.split(":", 1) for line in out.splitlines() if line.startswith(("BiPer B'", "expected")))
     assert lines["BiPer B'"] == lines["expected"], out
@@ -131,7 +133,7 @@ def check_proxconnect(scope, out, folder):
     assert np.isfinite(np.asarray(hard.predict(x, verbose=0))).all()
 
 
-def check_deploying(scope, out, folder):
+def check_deploying(scope, out, folder, err):
     result = scope["result"]
     assert result.ops.get("LceBconv2d") == 2 and not result.unfused
     assert result.parity is not None and result.parity.passed
@@ -143,7 +145,29 @@ def check_deploying(scope, out, folder):
     assert sum(isinstance(l, bk.QuantConv2D) for l in binary.layers) == 1  # first and last stay float
 
 
-CHECKS = {"quickstart": check_quickstart, "training": check_training, "proxconnect": check_proxconnect,
+def check_reliability(scope, out, folder, err):
+    # Each bad argument is named with the value it got.
+    assert "omega=0" in out and "pad_values" in out and "'sine'" in out, out
+    from biper_keras import cli
+
+    assert scope["code"] == cli.EXIT_INPUT == 3 and "exit code 3" in out
+    lines = [l for l in err.splitlines() if l.startswith("biper-keras")]
+    assert len(lines) == 1 and "missing.keras" in lines[0] and "Traceback" not in err, err
+    assert build_parser_epilog() in out
+    # Stopped in epoch 2: epoch 1 was committed; the resumed run ran epoch 2 only, once.
+    assert "stopped; committed: {'stage': 2, 'epochs_done': 1, 'checkpoint': 'checkpoint-0001.keras'}" in out, out
+    assert "done: {'stage': 2, 'epochs_done': 2, 'checkpoint': 'checkpoint-0002.keras'}" in out, out
+    log = (folder / "runs" / "bc" / "stage2" / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log[1:]] == ["0", "1"], log
+
+
+def build_parser_epilog():
+    from biper_keras.cli import build_parser
+
+    return build_parser().epilog
+
+
+CHECKS = {"quickstart": check_quickstart, "reliability": check_reliability, "training": check_training, "proxconnect": check_proxconnect,
           "deploying": check_deploying}
 
 
@@ -252,6 +276,8 @@ def module_all(name):
     """A module's `__all__`, read from its source (nothing imported)."""
     path = ROOT / "biper_keras" / name
     source = (path / "__init__.py") if path.is_dir() else path.with_suffix(".py")
+    if name == "__init__":
+        source = ROOT / "biper_keras" / "__init__.py"
     for node in ast.parse(source.read_text()).body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
             return ast.literal_eval(node.value)
@@ -297,6 +323,12 @@ def test_every_public_name_has_a_reference_entry(site, name):
     names = module_all(name)
     missing = [n for n in names if f'id="biper_keras.{name}.{n}"' not in html]
     assert names and not missing, f"biper_keras.{name}: no reference entry for {missing}"
+
+
+def test_the_package_top_level_names_are_on_the_reference_overview():
+    overview = (DOCS / "reference" / "index.md").read_text()
+    missing = [n for n in module_all("__init__") if f"`bk.{n}`" not in overview and f"`{n}`" not in overview]
+    assert not missing, f"biper_keras.{missing} not on docs/reference/index.md"
 
 
 def test_plots_are_shown_and_measured_tables_included(site):
