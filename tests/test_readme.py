@@ -108,3 +108,12 @@ def test_thirty_seconds_block_runs_on_the_other_backends(backend, backend_result
     # "The same code runs with KERAS_BACKEND=jax or KERAS_BACKEND=torch."
     out = script_output(backend_results(backend), "readme_thirty_seconds")
     assert f"README-30S {backend} 8" in out, out
+
+
+def test_the_quickstart_line_parses():
+    from biper_keras.cli import build_parser
+
+    lines = [line for _, lang, code in BLOCKS if lang == "bash" for line in code.splitlines()
+             if line.startswith("biper-keras ")]
+    assert lines == ["biper-keras quickstart"]
+    assert build_parser().parse_args(lines[0].split()[1:]).command == "quickstart"
