@@ -6,6 +6,7 @@ snippet or reference fails it), every name in a public module's `__all__` has it
 the built API reference, every page is in the navigation and the plots are shown."""
 
 import ast
+import os
 import pathlib
 import re
 import shlex
@@ -298,13 +299,13 @@ def test_every_page_is_in_the_navigation_and_every_public_module_has_a_reference
         assert f"::: biper_keras.{name}\n" in source
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # built once even when other modules' tests run in between
 def site(tmp_path_factory):
     """`mkdocs build --strict` of the repository: (its output, the built site's folder)."""
     folder = tmp_path_factory.mktemp("site")
     result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(folder)],
                             cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
+                            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     return result, folder
 
 
