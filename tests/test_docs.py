@@ -3,8 +3,8 @@ page's blocks in order, in one namespace, as a reader pastes them; the Larq ones
 session's Larq process; the side-by-side Larq/biper-keras block column by column), every
 `biper-keras` command line parses, `mkdocs build --strict` passes (a broken link, anchor,
 snippet or reference fails it; built with larq, TensorFlow and Keras unimportable), every
-name in a public module's `__all__` has its entry in
-the built API reference, every page is in the navigation and the plots are shown."""
+name in a public module's `__all__` has its entry in the built API reference, every page is
+in the navigation and the plots are shown."""
 
 import ast
 import os
