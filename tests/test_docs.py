@@ -27,8 +27,8 @@ README = (ROOT / "README.md").read_text()
 
 # The modules the API reference documents, one page each (docs/reference/<name>.md).
 PUBLIC_MODULES = ["quantizers", "layers", "constraints", "metrics", "regularizers", "optimizers", "context",
-                  "models", "summary", "binarize", "convert", "analysis", "training", "recipe", "data",
-                  "device_data", "larq_interop"]
+                  "models", "summary", "binarize", "rebuild", "convert", "benchmark", "analysis", "training",
+                  "recipe", "data", "device_data", "larq_interop", "cli"]
 
 
 def fenced_blocks(text):
@@ -293,6 +293,11 @@ def module_all(name):
 def nav_pages():
     """The pages `mkdocs.yml`'s nav lists (its lines `- Title: path.md`)."""
     return set(re.findall(r":\s*(\S+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), re.M))
+
+
+def test_the_reference_documents_the_modules_docs_api_md_lists():
+    listed = re.findall(r"^## `biper_keras\.(\w+)`", (DOCS / "api.md").read_text(), re.M)
+    assert sorted(listed) == sorted(PUBLIC_MODULES)
 
 
 def test_every_page_is_in_the_navigation_and_every_public_module_has_a_reference_page():
