@@ -112,7 +112,9 @@ def _convert(args):
         warnings.simplefilter("always")
         result = convert.convert(model, target=args.target, input_shape=args.input_shape,
                                  verify=not args.no_verify, strict=not args.allow_unfused,
-                                 data=data, min_top1=args.min_top1)
+                                 data=data, min_top1=args.min_top1,
+                                 on_mismatch="report" if args.allow_mismatch else "raise",
+                                 weights=args.weights)
     for w in caught:
         if issubclass(w.category, UserWarning) and "no quantized layers" in str(w.message):
             print(f"biper-keras: warning: {w.message}", file=sys.stderr)
@@ -132,7 +134,7 @@ def _check_output(output, inputs):
     if not output:
         raise CommandError("-o/--output is empty: name the .tflite file to write")
     if os.path.isdir(output):
-        raise CommandError(f"-o/--output {output} is a folder: name the .tflite file to write")
+        raise CommandError(f"-o/--output {output} is a folder: name the .tflite file to write", EXIT_IO)
     for path in inputs:
         if os.path.exists(output) and os.path.exists(path) and os.path.samefile(output, path):
             raise CommandError(f"-o/--output {output} is the input {path}: writing it would replace it")
@@ -502,9 +504,13 @@ def _add_convert(commands):
     conv.add_argument("--data", help=".npy inputs for the parity check (default: random)")
     conv.add_argument("--no-verify", action="store_true", help="skip the parity check")
     conv.add_argument("--allow-unfused", action="store_true",
-                      help="convert even if a quantized conv did not become LceBconv2d")
+                      help="convert even if a quantized conv did not become LceBconv2d (exit 5 otherwise)")
+    conv.add_argument("--allow-mismatch", action="store_true",
+                      help="keep the result even if LCE and Keras disagree (exit 6 otherwise)")
     conv.add_argument("--min-top1", type=float, default=_default(convert.convert, "min_top1"),
                       help="parity: top-1 agreement needed")
+    conv.add_argument("--weights", choices=["float", "int8"], default=_default(convert.convert, "weights"),
+                      help="int8: store binary weights of float ops (W1A32) as int8, losslessly")
     conv.add_argument("--json", action="store_true", help="print the report as JSON")
     conv.set_defaults(run=_convert)
 

@@ -283,7 +283,7 @@ def test_convert_refuses_an_output_that_is_one_of_its_inputs(tmp_path, capsys):
                           f"is the input {data}")
     assert {p: _sha(p) for p in (path, data)} == before
     assert_one_line_error(run_cli_here(capsys, "convert", str(path), "-o", ""), 3, "-o/--output is empty")
-    assert_one_line_error(run_cli_here(capsys, "convert", str(path), "-o", str(tmp_path)), 3, "is a folder")
+    assert_one_line_error(run_cli_here(capsys, "convert", str(path), "-o", str(tmp_path)), 4, "is a folder")
 
 
 def _sample_subset(root, classes=("airplane", "cat"), per_class=3, splits=("train", "test")):
