@@ -23,7 +23,7 @@ from biper_keras.recipe import _check_non_negative
 
 __all__ = ["MuSchedule", "annealed_quantizers", "annealing_callbacks", "harden", "to_binary_stage", "Recipe", "Stage",
            "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "compile_stage", "read_state",
-           "load_checkpoint", "make_deterministic", "seeded", "distribution_scope", "dtype_policy"]
+           "load_checkpoint", "make_deterministic", "seeded", "initialize_from", "distribution_scope", "dtype_policy"]
 
 _SCHEDULES = ("linear", "exponential")
 
@@ -282,9 +282,12 @@ def build_model(recipe, stage, data):
     else:
         quantizer = recipe.kernel_quantizer
     with seeded(recipe.seed):
-        return get_model(recipe.model, input_shape=data.image_shape, num_classes=data.num_classes,
-                         kernel_quantizer=quantizer, input_quantizer=recipe.input_quantizer,
-                         kernel_regularizer=regularizer, **recipe.model_options)
+        model = get_model(recipe.model, input_shape=data.image_shape, num_classes=data.num_classes,
+                          kernel_quantizer=quantizer, input_quantizer=recipe.input_quantizer,
+                          kernel_regularizer=regularizer, **recipe.model_options)
+    if recipe.init_from is not None:
+        initialize_from(model, _load_float_model(recipe.init_from), source=recipe.init_from)
+    return model
 
 
 @contextlib.contextmanager
@@ -425,6 +428,9 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
     binary kernel is computed from them in float32. Returns the summary dict.
     """
     recipe.validate()
+    if recipe.init_from is not None and not resume:  # a wrong float model fails before the folder is made
+        with dtype_policy(recipe.precision):
+            build_model(recipe, 1 if recipe.two_stage else 2, data)
     with dtype_policy(recipe.precision):
         return _train(recipe, data, out_dir, stages=stages, resume=resume, verbose=verbose, callbacks=callbacks,
                       distribute=distribute)
@@ -586,3 +592,89 @@ class _StageRun:
         self.summary["recipe"] = dataclasses.asdict(self.recipe)
         _atomic_write(self.out / "summary.json",
                       lambda p: pathlib.Path(p).write_text(json.dumps(self.summary, indent=2)))
+
+
+# --- the fine-tuning route: a binary model initialized from a trained float one -----------
+
+
+def initialize_from(model, float_model, *, source=None):
+    """Gives `model` (a binary model) the weights of `float_model`, its float twin, and
+    returns it: the first step of the fine-tuning route (`Recipe.init_from`).
+
+    The layers are paired by name (nested layers, e.g. the projections of an attention
+    layer, through their parent). Every float weight becomes the matching latent weight;
+    each kernel scale alpha starts at the mean |w| of its output channel (the last kernel
+    axes, alpha's shape), so that the binarized layer starts at the float layer's scale,
+    as `binarize()` does; the quantizers' own variables (mu) keep their values.
+
+    Raises ValueError naming both models when the architectures differ (a layer missing
+    on one side, other weights or shapes) or `float_model` has quantized layers.
+    `source` names where `float_model` came from (a path) in that message.
+    """
+    import numpy as np
+
+    from biper_keras import _compat
+    from biper_keras.layers import quantized_layers
+    from biper_keras.layers.base import _QuantizedLayer
+    from biper_keras.quantizers import Quantizer
+
+    if not isinstance(model, keras.Model) or not isinstance(float_model, keras.Model):
+        raise TypeError("`model` and `float_model` must be Keras models. Received: "
+                        f"{type(model).__name__} and {type(float_model).__name__}.")
+    where = f" ({source})" if source else ""
+
+    def mismatch(detail):
+        return ValueError(f"The float model {float_model.name!r}{where} does not match the model {model.name!r} "
+                          f"it should initialize: {detail}. Train the float model with the same model and "
+                          "options, and no quantizers.")
+
+    quantized = quantized_layers(float_model)
+    if quantized:
+        raise ValueError(f"The model {float_model.name!r}{where} is not a float model: {quantized[0].name!r} "
+                         "is quantized. Initialize from the float model (trained with no quantizers).")
+    with_weights = lambda m: {layer.name: layer for layer in m.layers if layer.weights}  # noqa: E731
+    binary_layers, float_layers = with_weights(model), with_weights(float_model)
+    only = sorted(binary_layers.keys() - float_layers.keys()), sorted(float_layers.keys() - binary_layers.keys())
+    if only[0] or only[1]:
+        raise mismatch("; ".join(f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''} only in {m.name!r}"
+                                 for names, m in zip(only, (model, float_model)) if names))
+    assignments, scales = [], []
+    for name, layer in binary_layers.items():
+        extra, pairs = set(), []  # quantization variables; (alpha, its latent kernel)
+        for sub in _compat.flatten_layers(layer, include_self=True):
+            if isinstance(sub, Quantizer):
+                extra.update(id(v) for v in sub.weights)
+            elif isinstance(sub, _QuantizedLayer) and getattr(sub, "alpha", None) is not None:
+                extra.add(id(sub.alpha))
+                pairs.append((sub.alpha, sub.latent_kernel))
+        latent = [v for v in layer.weights if id(v) not in extra]
+        source_weights = float_layers[name].weights
+        shapes = [tuple(v.shape) for v in latent], [tuple(v.shape) for v in source_weights]
+        if shapes[0] != shapes[1]:
+            raise mismatch(f"layer {name!r} has weights of shapes {shapes[0]} in {model.name!r} and "
+                           f"{shapes[1]} in {float_model.name!r}")
+        assignments += zip(latent, source_weights)
+        scales += pairs
+    for variable, value in assignments:
+        variable.assign(keras.ops.convert_to_numpy(value))
+    for alpha, kernel in scales:
+        kernel = np.abs(keras.ops.convert_to_numpy(kernel))
+        axes = tuple(range(kernel.ndim - len(alpha.shape)))
+        if kernel.shape[kernel.ndim - len(alpha.shape):] != tuple(alpha.shape):
+            raise ValueError(f"A kernel scale of shape {tuple(alpha.shape)} is not per output unit of its kernel "
+                             f"{kernel.shape}: cannot start it at the mean |w|.")
+        alpha.assign(np.mean(kernel, axis=axes))
+    return model
+
+
+def _load_float_model(path):
+    """The float model a fine-tuning run starts from, or a ValueError naming the path."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"init_from: no such file: {path} (the float model to fine-tune from, e.g. "
+                         "float_run/stage2/model.keras).")
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"init_from: {path} could not be loaded as a Keras model ({first}).") from None
