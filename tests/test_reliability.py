@@ -251,8 +251,10 @@ def test_verbose_shows_the_traceback_and_bugs_keep_theirs(tmp_path, capsys, monk
         raise KeyError("a bug, not bad input")
 
     monkeypatch.setattr(cli, "_summary", bug)
-    with pytest.raises(KeyError):  # not turned into a one-line message
-        cli.main(["summary", str(tmp_path / "missing.keras")])
+    with pytest.raises(KeyError):  # --verbose: the bug's own traceback
+        cli.main(["--verbose", "summary", str(tmp_path / "missing.keras")])
+    # Without it: exit 1 and a bug report, never the bad-input code (test_review_fixes.py).
+    assert cli.main(["summary", str(tmp_path / "missing.keras")]) == cli.EXIT_BUG == 1
 
 
 # --- issue 24: nothing the user has may be lost ----------------------------------------
