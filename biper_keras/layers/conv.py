@@ -46,6 +46,46 @@ def _per_sample_normalized(x):
     return x * ops.rsqrt(var * (n / (n - 1)) + 1e-5)
 
 
+def _quantized_per_sample_normalized(quantizer, x):
+    r"""`quantizer(_per_sample_normalized(x))` for a quantizer whose forward ignores a
+    positive scale (`quantizer.scale_invariant`, a sign): the forward pass is
+    `quantizer`'s forward of `x` itself, and sigma is computed in the gradient only.
+
+    With u = x / sigma, sigma = sqrt(v + 1e-5), v the unbiased variance of a sample's
+    n values, q' the quantizer's backward gradient and h = dL/dq * q'(u), the chain
+    rule through u and through sigma (d sigma / dx = (x - mean) / ((n - 1) sigma)) gives
+
+        dL/dx = h / sigma - sum(h * x) * (x - mean) / ((n - 1) * sigma^3),
+
+    sums and means over each sample: the gradient of the authors' x / sigma, exactly.
+    """
+    axes = tuple(range(1, len(x.shape)))
+    n = math.prod(x.shape[1:])
+    mu = None if quantizer.mu is None else ops.cast(ops.copy(quantizer.mu), x.dtype)
+
+    @ops.custom_gradient
+    def quantize(x):
+        def grad(*args, upstream=None):
+            if upstream is None:  # TF and JAX pass it positionally, torch by keyword
+                (upstream,) = args
+            centered = x - ops.mean(x, axis=axes, keepdims=True)
+            inv_sigma = ops.rsqrt(ops.sum(ops.square(centered), axis=axes, keepdims=True) / (n - 1) + 1e-5)
+            h = upstream * quantizer.backward_gradient(x * inv_sigma, mu)
+            through_sigma = ops.sum(h * x, axis=axes, keepdims=True) * ops.square(inv_sigma) / (n - 1)
+            return inv_sigma * (h - through_sigma * centered)
+
+        return quantizer.forward_value(x, mu), grad
+
+    return quantize(x)
+
+
+def _border_term_pays():
+    """Whether a +1-padded conv trains faster as a zero-padded conv plus a border term
+    than as an explicit pad and a VALID conv: measured on TensorFlow only (JAX's XLA
+    fuses the pad; torch was slower), see docs/results.md."""
+    return keras.backend.backend() == "tensorflow"
+
+
 @keras.saving.register_keras_serializable(package="biper_keras")
 class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
     """2D convolution with quantized inputs and kernel (Larq's `QuantConv2D`).
@@ -125,37 +165,39 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
         )
 
     def call(self, inputs, training=None):
-        # Conv's `call` has no `training`; `convolution_op` reads this flag to pick the
-        # training-only fast path for pad_values=1.0 (a Python bool at trace time).
-        self._training_call = bool(training)
         with self._quantized_forward():
-            return super().call(inputs)
+            outputs = self.convolution_op(inputs, self.kernel, training=bool(training))
+        return self._bias_and_activation(outputs)
 
-    def convolution_op(self, inputs, kernel):
-        training = getattr(self, "_training_call", False)
-        if self.normalize_inputs and training:
-            inputs = _per_sample_normalized(inputs)
+    def convolution_op(self, inputs, kernel, training=False):
+        """The binary convolution: (in training, the per-sample normalization,) the input
+        quantizer, SAME padding with `pad_values`, the convolution with `kernel`."""
         # Keras's own SAME is symmetric at stride 1; at stride > 1 the pads are explicit.
-        own_pads = not (self.symmetric_padding and any(s > 1 for s in self.strides))
-        if not own_pads and self.pad_values == 1.0 and not training:
+        keras_same = not (self.symmetric_padding and any(s > 1 for s in self.strides))
+        if self.padding != "same" or (self.pad_values == 0.0 and keras_same):
+            return super().convolution_op(self._quantized_inputs(inputs, training), kernel)
+        pad_width = self._same_pad_width(inputs.shape)
+        if self.pad_values == 1.0 and not keras_same and not training:
             # Inference: pad with +1 before the binarizer (the same values, sign(1) = +1).
             # LCE then fuses a VALID LceBconv2d; a pad after the binarizer it fuses as
             # its own SAME, which pads (0, 1) at stride 2: silently wrong.
-            inputs = ops.pad(inputs, self._same_pad_width(inputs.shape), constant_values=1.0)
-            if self.input_quantizer is not None:
-                inputs = self.input_quantizer(inputs)
-            return self._conv(inputs, kernel, "valid")
-        if self.input_quantizer is not None:
-            inputs = self.input_quantizer(inputs)
-        if self.padding != "same" or (self.pad_values == 0.0 and own_pads):
-            return super().convolution_op(inputs, kernel)
-        pad_width = self._same_pad_width(inputs.shape)
-        # Measured on the ResNet-20 step: 8% faster on TF, no gain on JAX (XLA fuses the
-        # pad), 5x slower on torch; so TF only.
-        if training and own_pads and keras.backend.backend() == "tensorflow":
+            inputs = ops.pad(inputs, pad_width, constant_values=1.0)
+            return self._conv(self._quantized_inputs(inputs, training), kernel, "valid")
+        inputs = self._quantized_inputs(inputs, training)
+        if self.pad_values == 1.0 and keras_same and training and _border_term_pays():
             return self._ones_padded_conv_by_border(inputs, kernel, pad_width)
-        padded = ops.pad(inputs, pad_width, constant_values=self.pad_values)
-        return self._conv(padded, kernel, "valid")
+        return self._conv(ops.pad(inputs, pad_width, constant_values=self.pad_values), kernel, "valid")
+
+    def _quantized_inputs(self, inputs, training):
+        quantizer = self.input_quantizer
+        if not (self.normalize_inputs and training):
+            return inputs if quantizer is None else quantizer(inputs)
+        if getattr(quantizer, "scale_invariant", False) and not quantizer._custom_metrics:
+            return _quantized_per_sample_normalized(quantizer, inputs)
+        # A quantizer whose forward sees the scale (or none: the conv does), or one
+        # with training metrics (variables, which a custom gradient cannot update).
+        inputs = _per_sample_normalized(inputs)
+        return inputs if quantizer is None else quantizer(inputs)
 
     def _conv(self, inputs, kernel, padding):
         return ops.conv(
