@@ -59,24 +59,55 @@ def _quantized_per_sample_normalized(quantizer, x):
 
     sums and means over each sample: the gradient of the authors' x / sigma, exactly.
     """
-    axes = tuple(range(1, len(x.shape)))
-    n = math.prod(x.shape[1:])
     mu = None if quantizer.mu is None else ops.cast(ops.copy(quantizer.mu), x.dtype)
+    config = {k: v for k, v in quantizer.get_config().items() if k not in ("name", "mu")}
+    gradient = _fused_by_xla((type(quantizer), repr(sorted(config.items()))),
+                             lambda: _normalized_gradient(type(quantizer).from_config(config).backward_gradient))
 
     @ops.custom_gradient
     def quantize(x):
         def grad(*args, upstream=None):
             if upstream is None:  # TF and JAX pass it positionally, torch by keyword
                 (upstream,) = args
-            centered = x - ops.mean(x, axis=axes, keepdims=True)
-            inv_sigma = ops.rsqrt(ops.sum(ops.square(centered), axis=axes, keepdims=True) / (n - 1) + 1e-5)
-            h = upstream * quantizer.backward_gradient(x * inv_sigma, mu)
-            through_sigma = ops.sum(h * x, axis=axes, keepdims=True) * ops.square(inv_sigma) / (n - 1)
-            return inv_sigma * (h - through_sigma * centered)
+            return gradient(x, upstream, mu)
 
         return quantizer.forward_value(x, mu), grad
 
     return quantize(x)
+
+
+def _normalized_gradient(backward_gradient):
+    """The gradient function of `_quantized_per_sample_normalized` for a quantizer's
+    `backward_gradient`: (x, upstream, mu) -> dL/dx."""
+
+    def gradient(x, upstream, mu):
+        axes = tuple(range(1, len(x.shape)))
+        n = math.prod(x.shape[1:]) if None not in x.shape[1:] else ops.cast(ops.size(x[0]), x.dtype)
+        centered = x - ops.mean(x, axis=axes, keepdims=True)
+        inv_sigma = ops.rsqrt(ops.sum(ops.square(centered), axis=axes, keepdims=True) / (n - 1) + 1e-5)
+        h = upstream * backward_gradient(x * inv_sigma, mu)
+        through_sigma = ops.sum(h * x, axis=axes, keepdims=True) * ops.square(inv_sigma) / (n - 1)
+        return inv_sigma * (h - through_sigma * centered)
+
+    return gradient
+
+
+_XLA_FUNCTIONS = {}
+
+
+def _fused_by_xla(key, make):
+    """The function `make()` returns, compiled by XLA into a few fused loops on the
+    TensorFlow backend, where Keras runs a CPU step op by op (one pass over memory per
+    elementwise op); one function per `key`, shared by every layer. On JAX the whole
+    step is compiled by XLA already, and torch runs op by op: `make()` as it is."""
+    if keras.backend.backend() != "tensorflow":
+        return make()
+    if key not in _XLA_FUNCTIONS:
+        import tensorflow as tf
+
+        # reduce_retracing: one trace for every input shape (XLA still compiles per shape).
+        _XLA_FUNCTIONS[key] = tf.function(make(), jit_compile=True, reduce_retracing=True)
+    return _XLA_FUNCTIONS[key]
 
 
 def _border_term_pays():
