@@ -134,8 +134,10 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
             training only: each sample's input is divided by
             `sqrt(var + 1e-5)`, var the unbiased variance over all its non-batch axes,
             before the input quantizer, with the gradient through the std. The sign
-            is unchanged, so it changes only the gradients; the inference graph
-            (and LCE's fusion) is the same as without it.
+            is unchanged, so it changes only the gradients: with a sign-like input
+            quantizer (`scale_invariant`) the forward pass skips it, and the gradient
+            computes sigma and its exact contribution. The inference graph (and LCE's
+            fusion) is the same as without it.
         symmetric_padding: with `padding="same"`, compute what PyTorch's
             `padding=k // 2` computes: `(extent - 1) // 2` before each spatial axis
             (and after it, as much as the last window reads). Differs from Keras's
@@ -144,6 +146,12 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
             With `pad_values=1.0` it converts to a fused `LceBconv2d` behind a float
             pad; with 0.0, at stride > 1, it does not fuse.
         **kwargs: everything `keras.layers.Conv2D` accepts.
+
+    SAME padding with 1.0 takes two routes that compute the same values (tests:
+    `test_conv_with_pad_values_one_matches_explicit_computation` in both modes,
+    `test_symmetric_padding_is_pytorchs_padding_1`): at inference an explicit pad and a
+    VALID conv, the graph LCE fuses; in training on TensorFlow, where it is faster, a
+    zero-padded conv plus the border's contribution (`_ones_padded_conv_by_border`).
     """
 
     def __init__(
