@@ -3,18 +3,30 @@ timing loop and the JSON + Markdown writer. Scripts import it as `_common` (they
 from this folder: `python benchmarks/<script>.py`)."""
 
 import json
+import os
 import pathlib
 import statistics
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
-CIFAR_FOLDER = SHARED / "cifar10-jpeg"
+# The full CIFAR-10 image folder: BIPER_CIFAR10_DIR, else the datasets folder beside the repo.
+CIFAR_FOLDER = pathlib.Path(os.environ.get("BIPER_CIFAR10_DIR", SHARED / "cifar10-jpeg"))
 CIFAR_BLOB = SHARED / "cifar10.bin"
 SAMPLE = REPO / "biper_keras" / "sample_data" / "cifar10"
 RESULTS = REPO / "docs" / "results"
 
 PACKAGES = ("tensorflow", "keras", "jax", "jaxlib", "torch", "larq", "larq-compute-engine", "numpy")
+
+
+def require_data(path, option="--data"):
+    """Exits with one line naming the option and the variable when the CIFAR-10 data at
+    `path` (an image folder with train/ and test/, or a cifar10.bin) is missing."""
+    path = pathlib.Path(path)
+    if not ((path / "train").is_dir() or (path.is_file() and path.suffix == ".bin")):
+        raise SystemExit(f"error: no CIFAR-10 data at {path}: pass {option} PATH (an image folder "
+                         "with train/ and test/) or set BIPER_CIFAR10_DIR")
+    return path
 
 
 def versions():

@@ -106,8 +106,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
-        args.epochs, args.limit = "1,1", args.limit or 512
+        args.data, args.epochs, args.limit = str(_common.SAMPLE), "1,1", args.limit or 512
         args.runs = str(pathlib.Path(args.runs).with_name("accuracy-quick"))
+    _common.require_data(args.data)
     args.epochs = [int(e) for e in args.epochs.split(",")]
     cmds = commands(args)
     results = []

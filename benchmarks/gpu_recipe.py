@@ -111,6 +111,7 @@ def main(argv=None):
             args.runs += "-quick"
         if args.out == parser.get_default("out"):
             args.out += "-quick"
+    _common.require_data(args.data)
     os.environ["KERAS_BACKEND"] = args.backend
     import dataclasses
 

@@ -83,6 +83,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.data, args.batch_size, args.train_steps, args.rounds = str(SAMPLE), 50, 2, 1
+    _common.require_data(args.data)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from biper_keras.data import image_datasets
 

@@ -63,6 +63,7 @@ def main(argv=None):
     if args.quick:
         args.data, args.omegas, args.epochs, args.limit, args.batch_size = str(SAMPLE), "1,20", "1,1", 100, 50
         args.runs = str(pathlib.Path(args.runs).with_name("omega_ablation-quick"))
+    _common.require_data(args.data)
     command = ["qe", "sweep", "--data", args.data, "--omegas", args.omegas, "--epochs", args.epochs,
                "--batch-size", str(args.batch_size), "--warmup-epochs", "1", "--out", args.runs]
     if args.limit:

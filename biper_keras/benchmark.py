@@ -110,6 +110,31 @@ def validate_flatbuffer(flatbuffer):
             bad(f"a tensor index is outside the {len(tensors)} tensors")
 
 
+# TFLite's C++ runtime writes this to file descriptor 2 whenever it applies XNNPACK: a
+# notice, not a problem, that would otherwise land in the middle of a report.
+_XNNPACK_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+def _without_delegate_notice(create):
+    """`create()`, with TFLite's XNNPACK notice dropped from what it writes to fd 2 (any
+    other line is passed on)."""
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            result = create()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            lines = log.read().decode(errors="replace").splitlines()
+            rest = [line for line in lines if line.strip() != _XNNPACK_NOTICE]
+            if rest:
+                sys.stderr.write("\n".join(rest) + "\n")
+    return result
+
+
 def time_tflite(flatbuffer, *, threads=(1, 2), options=None, warmup=5, runs=30, progress=False):
     """Times `flatbuffer` on the LCE interpreter for every option and thread count.
 
@@ -126,7 +151,7 @@ def time_tflite(flatbuffer, *, threads=(1, 2), options=None, warmup=5, runs=30, 
     combos = [(name, n) for name in options for n in threads]
     for i, (name, n) in enumerate(combos, 1):
         _progress(f"[{i}/{len(combos)}] {name}, {n} thread(s)", progress)
-        interpreter = Interpreter(flatbuffer, num_threads=n, **options[name])
+        interpreter = _without_delegate_notice(lambda: Interpreter(flatbuffer, num_threads=n, **options[name]))
         x = np.random.default_rng(0).normal(size=interpreter.input_shapes[0]).astype(np.float32)
         for _ in range(warmup):
             interpreter.predict(x)

@@ -134,6 +134,9 @@ def main():
     if args.epochs < 2:
         raise SystemExit("error: --epochs must be at least 2 (biper_2stage splits them)")
 
+    if not pathlib.Path(args.data, "train").is_dir():
+        raise SystemExit(f"error: no CIFAR-10 image folder at {args.data}: pass --data PATH "
+                         "(an image folder with train/ and test/) or set BIPER_CIFAR10_DIR")
     x, y, _ = load_image_folder(args.data, "train", per_class=args.per_class)
     xt, yt, _ = load_image_folder(args.data, "test", per_class=args.test_per_class)
     data = ((x.astype("float32") / 127.5 - 1.0, y), (xt.astype("float32") / 127.5 - 1.0, yt))

@@ -87,7 +87,8 @@ def main():
     if args.smoke:
         args.per_class, args.epochs, args.seconds = 10, 1, 20.0
     if not pathlib.Path(args.data, "train").is_dir():
-        raise SystemExit(f"error: no CIFAR-10 image folder at {args.data} (use --data)")
+        raise SystemExit(f"error: no CIFAR-10 image folder at {args.data}: pass --data PATH "
+                         "(an image folder with train/ and test/) or set BIPER_CIFAR10_DIR")
 
     keras.utils.set_random_seed(0)
     train = load_subset(args.data, "train", args.per_class)

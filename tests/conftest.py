@@ -11,6 +11,23 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 import pytest  # noqa: E402
 
+# The suite runs on two processes (pytest-xdist, `-n auto --dist loadgroup` in setup.cfg).
+# Tests go to a process a module at a time, so a module's fixtures are built once; the
+# tests that read the session's Larq and per-backend processes all go to one, so those
+# processes run once; each per-backend suite of test_backends.py goes where there is room.
+SHARED_PROCESS_FIXTURES = {"larq_results", "backend_results"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SHARED_PROCESS_FIXTURES & set(item.fixturenames):
+            group = "shared-processes"
+        elif item.path.name == "test_backends.py":
+            group = item.nodeid
+        else:
+            group = item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope="session")
 def larq_results(tmp_path_factory):

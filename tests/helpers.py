@@ -25,3 +25,20 @@ def assert_one_line_error(result, code, text):
     lines = [l for l in result.stderr.splitlines() if l.startswith("biper-keras")]
     assert len(lines) == 1 and text in lines[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def accuracy_of(model, batches):
+    """Top-1 accuracy of `model` (logits or probabilities) over `batches` of (x, labels),
+    computed here rather than by Keras's metrics: the independent check of a reported one."""
+    import keras
+    import numpy as np
+
+    if hasattr(batches, "__getitem__") and hasattr(batches, "__len__"):  # a PyDataset
+        batches = [batches[i] for i in range(len(batches))]
+    hits = total = 0
+    for x, y in batches:
+        predicted = np.argmax(keras.ops.convert_to_numpy(model(x, training=False)), axis=-1)
+        labels = keras.ops.convert_to_numpy(y).reshape(-1)
+        hits += int(np.sum(predicted == labels))
+        total += len(labels)
+    return hits / total

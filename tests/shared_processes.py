@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 
+SCRIPTS_DIR = os.path.join(os.path.dirname(__file__), "scripts")
 LARQ_SCRIPTS = {}  # name -> code run in the TF_USE_LEGACY_KERAS=1 process
 BACKEND_SCRIPTS = {}  # name -> code run in each Keras backend's process
 
@@ -29,6 +30,12 @@ _RUNNER = textwrap.dedent(
         print("@@SCRIPT " + json.dumps({"name": name, "status": status, "stdout": out.getvalue()}), flush=True)
     """
 )
+
+
+def script(filename):
+    """The code of tests/scripts/`filename` (files, so that ruff reads them too)."""
+    with open(os.path.join(SCRIPTS_DIR, filename)) as f:
+        return f.read()
 
 
 def run_python(code, *args, legacy=False, backend=None):

@@ -22,7 +22,7 @@ def test_backend_suite(backend):
     }
     env.pop("TF_USE_LEGACY_KERAS", None)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "-n", "0",
          "-o", "python_files=suite_*.py", f"--confcutdir={SUITE}", str(SUITE)],
         env=env, capture_output=True, text=True, timeout=900,
     )

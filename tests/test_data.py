@@ -2,20 +2,20 @@
 
 import numpy as np
 import pytest
-from cifar import CIFAR_DIR
+from cifar import SAMPLE_DIR
 
 from biper_keras.data import image_datasets, load_image_folder
 
 
 def test_folder_pipeline_shapes_labels_and_normalization():
-    d = image_datasets(CIFAR_DIR, batch_size=32, limit_per_split=320, augment=None)
+    d = image_datasets(SAMPLE_DIR, batch_size=32, limit_per_split=160, augment=None)
     assert d.num_classes == 10 and d.class_names[0] == "airplane" and d.class_names[-1] == "truck"
-    assert d.image_shape == (32, 32, 3) and (d.train_size, d.test_size) == (320, 320)
+    assert d.image_shape == (32, 32, 3) and (d.train_size, d.test_size) == (160, 160)
     x, y = next(iter(d.test))
     assert x.shape == (32, 32, 32, 3) and x.dtype == "float32"
     assert len(set(y.numpy())) > 5  # a mix of classes, not the first class only
     # Independent check of one image: decode by PIL, normalize with the CIFAR constants.
-    raw, labels, _ = load_image_folder(CIFAR_DIR, "test", per_class=1000)
+    raw, labels, _ = load_image_folder(SAMPLE_DIR, "test")
     xs = np.concatenate([b[0].numpy() for b in d.test])
     ys = np.concatenate([b[1].numpy() for b in d.test])
     mean, std = np.array((125.3, 123.0, 113.9)), np.array((63.0, 62.1, 66.7))
@@ -29,8 +29,8 @@ def test_folder_pipeline_shapes_labels_and_normalization():
 
 @pytest.mark.slow
 def test_cifar_augmentation_keeps_shape_and_changes_images():
-    d = image_datasets(CIFAR_DIR, batch_size=16, limit_per_split=16, augment="cifar", shuffle=False, seed=1)
-    plain = image_datasets(CIFAR_DIR, batch_size=16, limit_per_split=16, augment=None, shuffle=False)
+    d = image_datasets(SAMPLE_DIR, batch_size=16, limit_per_split=16, augment="cifar", shuffle=False, seed=1)
+    plain = image_datasets(SAMPLE_DIR, batch_size=16, limit_per_split=16, augment=None, shuffle=False)
     a, _ = next(iter(d.train))
     b, _ = next(iter(plain.train))
     assert a.shape == b.shape and not np.allclose(a.numpy(), b.numpy())
@@ -148,4 +148,4 @@ def test_truncated_and_oversized_images_are_skipped_when_listing(tmp_path):
 def test_limit_per_split_must_be_positive(tmp_path):
     for limit in (0, -1, 2.5):
         with pytest.raises(ValueError, match="`limit_per_split` must be None or an integer >= 1"):
-            image_datasets(CIFAR_DIR, limit_per_split=limit)
+            image_datasets(SAMPLE_DIR, limit_per_split=limit)

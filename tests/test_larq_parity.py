@@ -4,7 +4,6 @@ session's TF_USE_LEGACY_KERAS=1 process (tests/shared_processes.py), which write
 results to a file."""
 
 import json
-import textwrap
 
 import numpy as np
 import pytest
@@ -12,49 +11,11 @@ import pytest
 from biper_keras import quantizers
 from backend_suite.autodiff import value_and_vjp
 from larq_parity_cases import ALIASES, LAYER_KEYS, mismatches
-from shared_processes import BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
+from shared_processes import script, BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
 
-LARQ_REFERENCE = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    import larq as lq
-    from larq_parity_cases import ALIASES, CASES, LAYER_KEYS, inputs, key
+LARQ_REFERENCE = script("larq_parity_larq_reference.py")
 
-    x, upstream = inputs()
-    out = {}
-    for i, (cls, kwargs) in enumerate(CASES):
-        q = getattr(lq.quantizers, cls)(**kwargs)
-        xt = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            y = q(xt)
-        out[key(i) + "_y"] = y.numpy()
-        out[key(i) + "_g"] = tape.gradient(y, xt, output_gradients=tf.constant(upstream)).numpy()
-        out[key(i) + "_precision"] = q.precision
-    np.savez(sys.argv[1] + "/reference.npz", **out)
-    configs = {}
-    for alias in ALIASES:
-        q = lq.quantizers.get(alias)
-        configs[alias] = [type(q).__name__, q.precision,
-                          {k: v for k, v in q.get_config().items() if k not in LAYER_KEYS}]
-    json.dump(configs, open(sys.argv[1] + "/configs.json", "w"))
-    """
-)
-
-OTHER_BACKEND = textwrap.dedent(
-    """
-    import sys
-    import numpy as np
-    from biper_keras import quantizers
-    from backend_suite.autodiff import value_and_vjp
-    from larq_parity_cases import mismatches
-
-    found = mismatches(dict(np.load(sys.argv[1] + "/reference.npz")), value_and_vjp, quantizers)
-    print("\\n".join(found) if found else "PARITY-OK")
-    """
-)
+OTHER_BACKEND = script("larq_parity_other_backend.py")
 
 
 LARQ_SCRIPTS["quantizer_reference"] = LARQ_REFERENCE

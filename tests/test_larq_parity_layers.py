@@ -5,51 +5,15 @@ summarized alike; the bridge both ways; training and `.keras` round trips on eve
 backend."""
 
 import json
-import textwrap
 
 import numpy as np
 import pytest
 
 import biper_keras as bk
 from larq_parity_cases import LAYER_CASES, built_layer, tf_value_and_grads
-from shared_processes import BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
+from shared_processes import script, BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
 
-LARQ_LAYERS = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-    import larq as lq
-    from larq_parity_cases import LAYER_CASES, built_layer, tf_value_and_grads
-
-    out = {}
-    for i in range(len(LAYER_CASES)):
-        layer, x, rng = built_layer(lq.layers, i)
-        draw = lambda shape: rng.normal(size=shape).astype("float32")
-        y, up, grads = tf_value_and_grads(layer, x, draw)
-        out[f"layer{i}_y"], out[f"layer{i}_up"], out[f"layer{i}_gx"] = y, up, grads[0]
-        for j, g in enumerate(grads[1:]):
-            out[f"layer{i}_gw{j}"] = g
-    np.savez(sys.argv[1] + "/layers.npz", **out)
-
-    # Larq's own profile model (larq/models_test.py: get_profile_model).
-    model = tf.keras.models.Sequential([
-        lq.layers.QuantConv2D(32, (3, 3), kernel_quantizer="ste_sign", input_shape=(64, 64, 1), padding="same"),
-        tf.keras.layers.MaxPooling2D((2, 2)),
-        lq.layers.QuantDepthwiseConv2D(3, strides=(3, 3), input_quantizer=lq.quantizers.SteTern(),
-                                       depthwise_quantizer=lq.quantizers.SteTern(), padding="same",
-                                       pad_values=1.0, use_bias=False),
-        tf.keras.layers.BatchNormalization(scale=False),
-        lq.layers.QuantSeparableConv2D(32, (3, 3), input_quantizer="ste_sign", depthwise_quantizer="ste_sign",
-                                       pointwise_quantizer="ste_sign", padding="same"),
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(10, trainable=False),
-    ])
-    rows = [[lp.weight_count(), lp.memory, lp.op_count("mac") or 0, lp.op_count("mac", 1) or 0]
-            for lp in lq.models.ModelProfile(model).layer_profiles]
-    json.dump(rows, open(sys.argv[1] + "/profile.json", "w"))
-    """
-)
+LARQ_LAYERS = script("larq_parity_layers_larq_layers.py")
 
 
 LARQ_SCRIPTS["layer_reference"] = LARQ_LAYERS
@@ -74,18 +38,7 @@ def test_outputs_and_all_gradients_equal_larq_on_tensorflow(larq_layers):
             np.testing.assert_allclose(g, reference[f"layer{i}_gw{j}"], atol=1e-4, err_msg=f"{cls} weight {j}")
 
 
-OTHER_BACKEND = textwrap.dedent(
-    """
-    import sys
-    import numpy as np
-    from biper_keras import layers
-    from backend_suite.autodiff import value_and_vjp
-    from larq_parity_cases import layer_mismatches
-
-    found = layer_mismatches(dict(np.load(sys.argv[1] + "/layers.npz")), layers, value_and_vjp)
-    print("\\n".join(found) if found else "LAYERS-OK")
-    """
-)
+OTHER_BACKEND = script("larq_parity_layers_other_backend.py")
 
 
 BACKEND_SCRIPTS["layer_parity"] = (OTHER_BACKEND, ("jax", "torch"))
@@ -119,74 +72,7 @@ def test_larq_profile_model_summarized_as_larq_does(larq_layers):
     assert rows == larq_rows
 
 
-BRIDGE = textwrap.dedent(
-    """
-    import numpy as np
-    import tensorflow as tf
-    import larq as lq
-    import biper_keras as bk
-    from biper_keras import larq_interop
-
-    clip = lq.constraints.WeightClip(0.8)
-    two_d = tf.keras.Sequential([
-        tf.keras.Input((9, 9, 3)),
-        tf.keras.layers.Conv2D(8, 3, padding="same", name="stem", kernel_regularizer=tf.keras.regularizers.L2(1e-4)),
-        tf.keras.layers.BatchNormalization(name="bn0"),
-        lq.layers.QuantDepthwiseConv2D(3, padding="same", pad_values=1.0, depth_multiplier=2, name="dw",
-                                       input_quantizer="ste_sign", depthwise_quantizer="magnitude_aware_sign",
-                                       depthwise_constraint=clip),
-        tf.keras.layers.BatchNormalization(name="bn1"),
-        lq.layers.QuantSeparableConv2D(8, 3, strides=2, padding="same", pad_values=1.0, name="sep",
-                                       input_quantizer=lq.quantizers.SteTern(threshold_value=0.1),
-                                       depthwise_quantizer="ste_sign", pointwise_quantizer=lq.quantizers.DoReFa(3, "weights"),
-                                       depthwise_constraint="weight_clip", pointwise_constraint="weight_clip"),
-        tf.keras.layers.BatchNormalization(name="bn2"),
-        lq.layers.QuantConv2D(8, 3, padding="same", pad_values=1.0, name="qc", input_quantizer="swish_sign",
-                              kernel_quantizer=lq.quantizers.SteHeaviside(clip_value=0.5), kernel_constraint="weight_clip"),
-        tf.keras.layers.GlobalAveragePooling2D(name="gap"),
-        lq.layers.QuantDense(4, input_quantizer="ste_sign", kernel_quantizer=lq.quantizers.NoOp(precision=1), name="qd"),
-    ])
-    one_d = tf.keras.Sequential([
-        tf.keras.Input((12, 3)),
-        lq.layers.QuantConv1D(6, 3, padding="same", pad_values=1.0, input_quantizer="ste_sign",
-                              kernel_quantizer="ste_sign", kernel_constraint="weight_clip", name="c1"),
-        lq.layers.QuantConv1D(6, 3, strides=2, input_quantizer="approx_sign", kernel_quantizer="ste_sign",
-                              kernel_constraint="weight_clip", name="c2"),
-        tf.keras.layers.Flatten(name="flat"),
-    ])
-    rng = np.random.default_rng(0)
-    for model in (two_d, one_d):
-        model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") if "variance" not in w.name
-                           else rng.uniform(0.5, 2, w.shape).astype("float32") for w in model.weights])
-        xs = rng.normal(size=(4,) + tuple(model.input_shape[1:])).astype("float32")
-        expected = model.predict(xs, verbose=0)
-        ours = larq_interop.from_larq(model)
-        np.testing.assert_allclose(ours.predict(xs, verbose=0), expected, atol=1e-4)
-        back = larq_interop.to_larq(ours)
-        np.testing.assert_allclose(back.predict(xs, verbose=0), expected, atol=1e-4)
-        for a in model.layers:
-            b, c = ours.get_layer(a.name), back.get_layer(a.name)
-            assert type(a) is type(c), (a, c)
-            assert type(b).__name__ == type(a).__name__ or type(b).__module__.startswith("keras"), (a, b)
-            for arg in ("kernel_quantizer", "input_quantizer", "depthwise_quantizer", "pointwise_quantizer"):
-                qa, qb = getattr(a, arg, None), getattr(b, arg, None)
-                assert (qa is None) == (qb is None), (a.name, arg)
-                if qa is not None:
-                    assert type(qa).__name__ == type(qb).__name__ == type(getattr(c, arg)).__name__, (a.name, arg)
-            for arg in ("kernel_constraint", "depthwise_constraint", "pointwise_constraint"):
-                ca, cb = getattr(a, arg, None), getattr(b, arg, None)
-                assert (ca is None) == (cb is None), (a.name, arg)
-                if ca is not None:
-                    assert isinstance(cb, bk.WeightClip) and cb.clip_value == float(ca.clip_value), (a.name, arg)
-                    assert isinstance(getattr(c, arg), lq.constraints.WeightClip), (a.name, arg)
-        if model is two_d:
-            assert ours.get_layer("stem").kernel_regularizer.get_config() == {"l2": 1e-4} or \\
-                abs(ours.get_layer("stem").kernel_regularizer.l2 - 1e-4) < 1e-9
-            assert ours.get_layer("sep").pointwise_quantizer.precision == 3
-            assert ours.get_layer("sep").input_quantizer.threshold_value == 0.1
-    print("BRIDGE-NEW-OK")
-    """
-)
+BRIDGE = script("larq_parity_layers_bridge.py")
 
 
 LARQ_SCRIPTS["bridge_new_layers"] = BRIDGE

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from shared_processes import LARQ_SCRIPTS, run_scripts, script_output
+from shared_processes import script, LARQ_SCRIPTS, run_scripts, script_output
 
 MODEL = textwrap.dedent(
     """
@@ -39,38 +39,7 @@ LARQ_SCRIPTS["zoo_refusals"] = textwrap.dedent(
     """
 )
 
-FUNCTIONS = textwrap.dedent(
-    """
-    import json
-    import numpy as np
-    import tensorflow as tf
-    import larq_zoo  # registers its functions
-    from biper_keras import larq_interop
-    from biper_keras.larq_interop import zoo
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(0.0, 0.8, size=(3, 3, 4, 5)).astype("float32")
-    x[0, 0, 0, :3] = [1.0, -1.0, 0.0]  # the clip bounds and sign(0)
-    upstream = rng.normal(size=x.shape).astype("float32")
-    out = {}
-    pairs = [(tf.keras.utils.get_custom_objects()[name], cls()) for name, cls in larq_interop.FUNCTION_QUANTIZERS.items()]
-    pairs += [(tf.keras.utils.get_custom_objects()[name], fn) for name, (_, fn) in zoo.FUNCTION_ACTIVATIONS.items()]
-    for original, ours in pairs:
-        values = {}
-        for side, f in (("larq_zoo", original), ("ours", ours)):
-            v = tf.Variable(x)
-            with tf.GradientTape() as tape:
-                y = f(v)
-            values[side] = (y.numpy(), tape.gradient(y, v, output_gradients=tf.constant(upstream)).numpy())
-        out[original.__name__] = {
-            "y": float(np.abs(values["larq_zoo"][0] - values["ours"][0]).max()),
-            "g": float(np.abs(values["larq_zoo"][1] - values["ours"][1]).max()),
-            "g_scale": float(np.abs(values["larq_zoo"][1]).max()),
-            "y_scale": float(np.abs(values["larq_zoo"][0]).max()),
-        }
-    print("@@ZOO " + json.dumps(out))
-    """
-)
+FUNCTIONS = script("larq_zoo_functions.py")
 LARQ_SCRIPTS["zoo_functions"] = FUNCTIONS
 
 
@@ -81,74 +50,7 @@ def test_zoo_function_has_a_keras3_twin(larq_results, name):
     assert r["g"] <= 1e-6 * r["g_scale"] and r["g_scale"] > 0, r
 
 
-BRIDGE_DETAILS = textwrap.dedent(
-    """
-    import json, warnings
-    import numpy as np
-    import tensorflow as tf
-    import keras
-    import larq as lq
-    from biper_keras import larq_interop
-
-    out = {}
-    x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
-
-    def refusal(model):
-        try:
-            larq_interop.from_larq(model)
-        except ValueError as err:
-            return str(err)
-
-    # A grouped conv, a frozen layer, weight_clip, LeakyReLU (alpha -> negative_slope),
-    # and the TF ops tf_keras records for x + y, x * y, x - y.
-    i = tf.keras.Input((8, 8, 4), name="image")
-    a = tf.keras.layers.Conv2D(8, 3, padding="same", groups=2, name="grouped")(i)
-    b = lq.layers.QuantConv2D(8, 1, kernel_quantizer="ste_sign", input_quantizer="ste_sign",
-                              kernel_constraint="weight_clip", trainable=False, name="frozen")(i)
-    h = tf.keras.layers.LeakyReLU(0.2, name="leaky")((a + b) * a - b)
-    h = tf.keras.layers.Concatenate(name="cat")([h, tf.keras.layers.Reshape((8, 8, 4), name="re")(
-        tf.keras.layers.Flatten(name="flat")(i))])
-    model = tf.keras.Model(i, tf.keras.layers.PReLU(name="prelu")(h))
-    model.get_layer("prelu").set_weights([np.random.default_rng(1).normal(size=(8, 8, 12))])
-    moved = larq_interop.from_larq(model)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        y = np.asarray(moved(x))
-    out["warnings"] = [str(w.message) for w in caught]
-    out["diff"] = float(np.abs(y - model(x).numpy()).max())
-    out["scale"] = float(np.abs(y).max())
-    out["groups"] = moved.get_layer("grouped").groups
-    out["trainable"] = moved.get_layer("frozen").trainable
-    out["frozen_weights"] = len(moved.get_layer("frozen").trainable_weights)
-    out["clip"] = moved.get_layer("frozen").kernel_constraint.clip_value
-    out["slope"] = moved.get_layer("leaky").negative_slope
-    out["merges"] = sorted(type(l).__name__ for l in moved.layers if type(l).__name__ in ("Add", "Multiply", "Subtract"))
-    back = larq_interop.to_larq(moved)
-    out["back_diff"] = float(np.abs(back(x).numpy() - model(x).numpy()).max())
-    out["back_groups"] = back.get_layer("grouped").groups
-    out["back_trainable"] = back.get_layer("frozen").trainable
-    out["back_slope"] = float(back.get_layer("leaky").alpha)
-
-    # What cannot move: a TF op without a mapping, a Python Lambda, a function quantizer.
-    i = tf.keras.Input((8, 8, 4))
-    out["tf_op"] = refusal(tf.keras.Model(i, tf.pad(i, [[0, 0], [1, 1], [1, 1], [0, 0]])))
-    def halve(t):
-        return t / 2
-    out["lambda"] = refusal(tf.keras.Model(i, tf.keras.layers.Lambda(halve, name="half")(i)))
-    def my_sign(t):
-        return lq.quantizers.ste_sign(t)
-    out["function_quantizer"] = refusal(tf.keras.Sequential(
-        [i, lq.layers.QuantConv2D(4, 3, kernel_quantizer=my_sign, name="fq")]))
-    out["grouped_quant"] = refusal(tf.keras.Sequential(
-        [i, lq.layers.QuantConv2D(4, 3, groups=2, kernel_quantizer="ste_sign", name="gq")]))
-    out["slicing"] = refusal(tf.keras.Model(i, i[:, 1:]))
-    mixed = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(3, dtype="mixed_bfloat16", name="mixed")])
-    moved_mixed = larq_interop.from_larq(mixed)
-    out["policy"] = moved_mixed.get_layer("mixed").dtype_policy.name
-    out["back_policy"] = larq_interop.to_larq(moved_mixed).get_layer("mixed").dtype_policy.name
-    print("@@ZOO " + json.dumps(out))
-    """
-)
+BRIDGE_DETAILS = script("larq_zoo_bridge_details.py")
 LARQ_SCRIPTS["zoo_bridge_details"] = BRIDGE_DETAILS
 
 

@@ -3,7 +3,6 @@ says; CaseOptimizer routes binary kernels to Bop and the rest to Adam in model.f
 every backend."""
 
 import json
-import textwrap
 
 import keras
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 
 import biper_keras as bk
 from biper_keras.optimizers import Bop, CaseOptimizer
-from shared_processes import BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
+from shared_processes import script, BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
 
 
 def _sign(a):
@@ -71,34 +70,7 @@ def test_binary_kernels_are_marked_for_bop():
     assert Bop.is_binary_variable(conv.depthwise_kernel) and not Bop.is_binary_variable(conv.pointwise_kernel)
 
 
-FIT = textwrap.dedent(
-    """
-    import numpy as np
-    import keras
-    import biper_keras as bk
-    from biper_keras.optimizers import Bop, CaseOptimizer
-
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    teacher = np.where(rng.normal(size=(16, 1)) >= 0, 1.0, -1.0).astype("float32")
-    x = rng.normal(size=(256, 16)).astype("float32")
-    y = x @ teacher + 0.5
-    layer = bk.QuantDense(1, kernel_quantizer=bk.NoOp(precision=1), name="binary")
-    model = keras.Sequential([keras.Input((16,)), layer])
-    optimizer = CaseOptimizer((Bop.is_binary_variable, Bop(threshold=1e-4, gamma=0.1)),
-                              default_optimizer=keras.optimizers.Adam(0.05))
-    model.compile(optimizer, "mse")
-    before = model.evaluate(x, y, verbose=0)
-    model.fit(x, y, batch_size=32, epochs=15, verbose=0)
-    after = model.evaluate(x, y, verbose=0)
-    kernel = keras.ops.convert_to_numpy(layer._kernel)
-    assert set(np.unique(kernel)) <= {-1.0, 1.0}, kernel
-    agreement = float(np.mean(kernel == teacher))
-    bias = float(keras.ops.convert_to_numpy(layer.bias)[0])
-    assert agreement == 1.0 and after < 0.05 * before and abs(bias - 0.5) < 0.1, (agreement, before, after, bias)
-    print("FIT-OK", keras.backend.backend(), before, after, bias)
-    """
-)
+FIT = script("optimizers_fit.py")
 
 
 BACKEND_SCRIPTS["bop_fit"] = (FIT, ("tensorflow", "jax", "torch"))
@@ -111,25 +83,7 @@ def test_bop_in_a_case_optimizer_learns_a_binary_teacher_in_fit(backend, backend
     assert f"FIT-OK {backend}" in out, out
 
 
-LARQ_BOP = textwrap.dedent(
-    """
-    import json
-    import numpy as np
-    import tensorflow as tf
-    import larq as lq
-
-    rng = np.random.default_rng(5)
-    w0 = rng.normal(size=(7, 3)).astype("float32")  # real values: Bop binarizes on its first step
-    grads = [rng.normal(0, 0.1, size=w0.shape).astype("float32") for _ in range(5)]
-    v = tf.Variable(w0)
-    opt = lq.optimizers.Bop(threshold=0.01, gamma=0.3)
-    states = []
-    for g in grads:
-        opt.apply_gradients([(tf.constant(g), v)])
-        states.append(v.numpy().tolist())
-    print("LARQ " + json.dumps({"w0": w0.tolist(), "grads": [g.tolist() for g in grads], "states": states}))
-    """
-)
+LARQ_BOP = script("optimizers_larq_bop.py")
 
 
 LARQ_SCRIPTS["larq_bop"] = LARQ_BOP

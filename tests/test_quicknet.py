@@ -2,7 +2,6 @@
 sizes), converted with every binary conv fused and the flatbuffer run, and trainable."""
 
 import json
-import textwrap
 
 import keras
 import numpy as np
@@ -10,26 +9,11 @@ import pytest
 
 from biper_keras.convert import convert
 from biper_keras.models import get_model
-from shared_processes import LARQ_SCRIPTS, script_output
+from shared_processes import script, LARQ_SCRIPTS, script_output
 
 NAMES = ["quicknet", "quicknet_small", "quicknet_large"]
 
-LARQ_ZOO = textwrap.dedent(
-    """
-    import json
-    import larq_zoo as lqz
-
-    out = {}
-    for name, build in (("quicknet", lqz.sota.QuickNet), ("quicknet_small", lqz.sota.QuickNetSmall),
-                        ("quicknet_large", lqz.sota.QuickNetLarge)):
-        model = build(weights=None)
-        out[name] = {"params": model.count_params(),
-                     "layers": [[type(l).__name__, l.count_params(), list(l.output_shape[1:])]
-                                for l in model.layers if l.count_params()],
-                     "trainable": sum(int(w.shape.num_elements()) for w in model.trainable_weights)}
-    print("ZOO " + json.dumps(out))
-    """
-)
+LARQ_ZOO = script("quicknet_larq_zoo.py")
 
 # Larq Zoo's class -> ours (float convs are plain Keras layers here).
 SAME_KIND = {"QuantConv2D": ("QuantConv2D", "Conv2D"), "QuantDepthwiseConv2D": ("DepthwiseConv2D",),

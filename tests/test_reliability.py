@@ -69,8 +69,9 @@ def _check_committed_state(folder, steps_per_epoch=2):
 
 @pytest.mark.slow
 def test_killed_and_terminated_runs_resume_without_losing_an_epoch(tmp_path):
-    seed = random.randrange(10**6)
-    rng = random.Random(seed)  # printed on failure, to replay the same kill points
+    # A fixed seed, so a failure replays the same kill points (BIPER_TEST_SEED tries others).
+    seed = int(os.environ.get("BIPER_TEST_SEED", "0"))
+    rng = random.Random(seed)
     out = tmp_path / "run"
     folder = out / "stage2"
     epochs = 8
@@ -251,14 +252,6 @@ def test_verbose_shows_the_traceback_and_bugs_keep_theirs(tmp_path, capsys, monk
     monkeypatch.setattr(cli, "_summary", bug)
     with pytest.raises(KeyError):  # not turned into a one-line message
         cli.main(["summary", str(tmp_path / "missing.keras")])
-
-
-def test_exit_codes_are_distinct():
-    from biper_keras import cli
-
-    codes = [2, cli.EXIT_INPUT, cli.EXIT_IO, cli.EXIT_NOT_FUSED, cli.EXIT_PARITY,
-             128 + signal.SIGINT, 128 + signal.SIGTERM]
-    assert len(set(codes)) == len(codes)
 
 
 # --- issue 24: nothing the user has may be lost ----------------------------------------
