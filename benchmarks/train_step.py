@@ -283,6 +283,7 @@ def main():
     if args.out:
         meta = {"batch": args.batch, "rounds": args.rounds, "steps": args.steps, "deterministic": args.deterministic,
                 "ablate": args.ablate, "command": " ".join(["python", "benchmarks/train_step.py", *sys.argv[1:]]),
+                "load_average_1min_at_end": round(os.getloadavg()[0], 1),
                 "date": time.strftime("%Y-%m-%d"), "versions": versions()}
         with open(args.out, "w") as f:
             json.dump({"meta": meta, "results": results, "ratios": ratios(results), "targets": targets(results)},

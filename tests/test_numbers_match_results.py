@@ -104,3 +104,16 @@ def test_the_check_catches_a_stale_number_and_skips_words_code_and_dates():
     assert [s for s, _, _ in shown_numbers(good)] == ["312", "297", "1.05", "128", "10,000"]
     assert mismatches("| tensorflow | 382 | 297 | 1.15 |", numbers) == ["382", "1.15"]
     assert mismatches("BiPer / Larq = 0.97×.", numbers) == ["0.97"]
+
+
+def test_the_training_step_files_ratios_and_verdicts_follow_from_its_times():
+    saved = json.loads((ROOT / "docs" / "results" / "train_step.json").read_text(encoding="utf-8"))
+    assert saved["meta"]["command"].startswith("python benchmarks/train_step.py")
+    for backend, ratios in saved["ratios"].items():
+        times = saved["results"][backend]
+        for name, ratio in ratios.items():
+            num, den = name.split("/")
+            assert ratio == round(times[num] / times[den], 2), (backend, name)
+    for target in saved["targets"]:
+        assert target["measured"] == saved["ratios"][target["backend"]][target["ratio"]]
+        assert target["met"] == (target["measured"] <= target["limit"])
