@@ -5,8 +5,8 @@ boards through LCE's `lce_benchmark_model` binary (TensorFlow only).
     rows = time_tflite(open("model.tflite", "rb").read(), threads=(1, 2))
     report = compare_with_float(model, threads=(1, 2))   # binary vs its float twin
 
-LCE's kernel options change x86 latency by about 5x, so every option is timed and the
-fastest reported.
+LCE's kernel options change x86 latency several-fold (docs/results.md, section 2), so
+every option is timed and the fastest reported.
 """
 
 import dataclasses

@@ -12,6 +12,7 @@ import warnings
 import keras
 import numpy as np
 
+from biper_keras import _compat
 from biper_keras import quantizers as quantizers_lib
 from biper_keras.rebuild import rebuild
 
@@ -33,11 +34,7 @@ class BinarizeReport:
 
 
 def _rebuildable(model):
-    # Keras 3 has no public name for "functional"; a functional model is an instance of
-    # keras.src.models.functional.Functional (keras.Model(inputs, outputs) returns one).
-    from keras.src.models.functional import Functional
-
-    return type(model) in (Functional, keras.Sequential)
+    return type(model) in (_compat.functional_class(), keras.Sequential)
 
 
 def _why_not(layer):
@@ -60,8 +57,7 @@ def _is_relu(layer):
 def _follows_relu(layer):
     """Whether every input of `layer` is the output of a ReLU (a ReLU layer, an
     Activation("relu"), or a conv/dense with activation="relu")."""
-    sources = [history.operation for node in layer._inbound_nodes for history in
-               (t._keras_history for t in node.input_tensors)]
+    sources = _compat.inbound_operations(layer)
     return bool(sources) and all(_is_relu(source) for source in sources)
 
 
@@ -82,6 +78,22 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
         quantizer: the weight quantizer, as `biper_keras.quantizers.get` takes it.
         input_quantizer: the activation quantizer inserted before each binarized layer.
     """
+    _check_rebuildable(model)
+    kernel_q = keras.saving.serialize_keras_object(quantizers_lib.get(quantizer))
+    input_q = keras.saving.serialize_keras_object(quantizers_lib.get(input_quantizer))
+    chosen, kept = _choose(model, keep_first, keep_last, keep)
+    binary = rebuild(model, _to_quantized(chosen, kernel_q, input_q, kernel_scale),
+                     _latent_weights(chosen, kernel_scale))
+    _warn_if_after_relu(model, chosen)
+    order = [l.name for l in model.layers]
+    report = BinarizeReport(
+        binarized=[n for n in order if n in chosen],
+        kept={n: kept[n] for n in order if n in kept},
+    )
+    return binary, report
+
+
+def _check_rebuildable(model):
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a Keras 3 model. Received: {type(model).__name__}.")
     if not _rebuildable(model):
@@ -89,9 +101,10 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
             f"binarize needs a Sequential or functional model; {type(model).__name__} is subclassed "
             "and cannot be rebuilt from its config. Build it functionally or use QuantConv2D directly."
         )
-    kernel_q = keras.saving.serialize_keras_object(quantizers_lib.get(quantizer))
-    input_q = keras.saving.serialize_keras_object(quantizers_lib.get(input_quantizer))
 
+
+def _choose(model, keep_first, keep_last, keep):
+    """(names of the layers to binarize, {name: why kept} for the candidates kept float)."""
     candidates = [l for l in model.layers if _why_not(l) is not None]
     kept = {}
     for layer in candidates:
@@ -105,6 +118,11 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
     for name in keep:
         kept.setdefault(name, "named in keep")
     chosen = {l.name for l in eligible if l.name not in kept}
+    return chosen, kept
+
+
+def _to_quantized(chosen, kernel_q, input_q, kernel_scale):
+    """The config edit that turns the chosen layers into their quantized classes."""
 
     def to_quantized(node):
         if node["class_name"] in _QUANT and node["config"].get("name") in chosen:
@@ -115,6 +133,13 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
             if node["class_name"] == "QuantConv2D":
                 config["pad_values"] = 1.0 if config.get("padding") == "same" else 0.0
 
+    return to_quantized
+
+
+def _latent_weights(chosen, kernel_scale):
+    """The weights of each rebuilt layer: the float ones, plus alpha (mean |w| of each
+    output channel) for the chosen layers with a per-channel scale."""
+
     def weights(layer):
         values = layer.get_weights()
         if layer.name in chosen and kernel_scale == "channel":
@@ -122,7 +147,10 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
             values.append(np.mean(np.abs(kernel.reshape(-1, kernel.shape[-1])), axis=0))
         return values
 
-    binary = rebuild(model, to_quantized, weights)
+    return weights
+
+
+def _warn_if_after_relu(model, chosen):
     after_relu = [name for name in sorted(chosen) if _follows_relu(model.get_layer(name))]
     if after_relu:
         warnings.warn(
@@ -130,13 +158,7 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
             f"{f' (and {len(after_relu) - 3} more)' if len(after_relu) > 3 else ''} comes from a ReLU: every value is >= 0, so "
             "its binarized input is +1 almost everywhere and carries no information. Move the ReLU "
             "after the binary conv (Bi-Real / BiPer blocks: conv -> BatchNorm -> add), or keep the layer.",
-            stacklevel=2)
-    order = [l.name for l in model.layers]
-    report = BinarizeReport(
-        binarized=[n for n in order if n in chosen],
-        kept={n: kept[n] for n in order if n in kept},
-    )
-    return binary, report
+            stacklevel=3)
 
 
 def float_twin(model):

@@ -14,9 +14,13 @@ import threading
 from biper_keras import interrupts, relaunch
 from biper_keras._tables import render
 
-# Exit codes: 2 bad command line (argparse), 3 bad input, 4 a file could not be
-# written or read (unwritable folder, full disk), 5 a binary conv did not fuse, 6 LCE
-# and Keras disagree, 128 + signal number when interrupted (130 Ctrl-C, 143 SIGTERM).
+__all__ = ["main"]
+
+# Exit codes: 1 a bug (an unexpected error; its traceback goes to a file), 2 bad command
+# line (argparse), 3 bad input, 4 a file could not be written or read (unwritable folder,
+# full disk), 5 a binary conv did not fuse, 6 LCE and Keras disagree, 128 + signal number
+# when interrupted (130 Ctrl-C, 143 SIGTERM).
+EXIT_BUG = 1
 EXIT_INPUT = 3
 EXIT_IO = 4
 EXIT_NOT_FUSED = 5
@@ -172,10 +176,13 @@ def _benchmark(args):
     if args.device_binary:
         if not is_tflite:
             raise CommandError("--device-binary needs a .tflite file (convert it first)")
-        rows = [benchmark.run_lce_benchmark_model(args.device_binary, args.model, prefix=args.prefix,
-                                                  remote_dir=args.remote_dir, threads=n, runs=args.runs,
-                                                  timeout=args.timeout)
-                for n in args.threads]
+        try:
+            rows = [benchmark.run_lce_benchmark_model(args.device_binary, args.model, prefix=args.prefix,
+                                                      remote_dir=args.remote_dir, threads=n, runs=args.runs,
+                                                      timeout=args.timeout)
+                    for n in args.threads]
+        except RuntimeError as err:  # the copy or the device's command failed: the device's word
+            raise CommandError(str(err).splitlines()[0], EXIT_IO)
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
@@ -435,7 +442,8 @@ def _exit_code(err):
     return EXIT_INPUT
 
 
-EPILOG = ("exit codes: 0 done, 2 bad command line, 3 bad input, 4 a file could not be read or written, "
+EPILOG = ("exit codes: 0 done, 1 a bug (traceback saved to a file), 2 bad command line, 3 bad input, "
+          "4 a file could not be read or written, "
           "5 a binary conv did not fuse, 6 LCE and Keras disagree, 130 Ctrl-C, 143 SIGTERM")
 
 
@@ -465,13 +473,25 @@ def _default(function, name):
 
 
 def build_parser():
-    from biper_keras import __version__, convert
+    from biper_keras import __version__
     from biper_keras.training import Recipe
 
     parser = _Parser(prog="biper-keras", description="Binary networks with BiPer for Keras 3.")
     parser.add_argument("--version", action="version", version=f"biper-keras {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True)
+    recipe = Recipe()  # the defaults the help shows
+    _add_convert(commands)
+    _add_train(commands, recipe)
+    _add_quickstart(commands)
+    _add_benchmark(commands)
+    _add_summary(commands)
+    _add_qe(commands, recipe)
+    return parser
+
+
+def _add_convert(commands):
+    from biper_keras import convert
 
     conv = commands.add_parser("convert", help="convert a .keras model to an LCE .tflite, with a report")
     conv.add_argument("model")
@@ -488,7 +508,8 @@ def build_parser():
     conv.add_argument("--json", action="store_true", help="print the report as JSON")
     conv.set_defaults(run=_convert)
 
-    recipe = Recipe()
+
+def _add_train(commands, recipe):
     tr = commands.add_parser("train", help="the two-stage BiPer recipe (or one stage with another binarizer)")
     _add_recipe_arguments(tr, recipe)
     tr.add_argument("--stage", choices=["both", "1", "2"], default="both", help="which stages to run")
@@ -504,12 +525,16 @@ def build_parser():
                          "--batch-size is the global batch")
     tr.set_defaults(run=_train)
 
+
+def _add_quickstart(commands):
     qs = commands.add_parser("quickstart", help="train, convert and time a BiPer ResNet-20 on a shipped CIFAR-10 sample")
     qs.add_argument("--out", default="biper-quickstart")
     qs.add_argument("--epochs", default="12,8", help="stage 1,stage 2 epochs (one value: both)")
     qs.add_argument("--resume", action="store_true")
     qs.set_defaults(run=_quickstart)
 
+
+def _add_benchmark(commands):
     bench = commands.add_parser("benchmark", help="latency of a .tflite/.keras model on the LCE interpreter or a device")
     bench.add_argument("model", help=".tflite, or .keras (converted first)")
     bench.add_argument("--threads", type=_ints, default=[1, 2], help="e.g. 1,2,4")
@@ -524,11 +549,15 @@ def build_parser():
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=_benchmark)
 
+
+def _add_summary(commands):
     summ = commands.add_parser("summary", help="parameters, memory and MACs by precision (like lq.models.summary)")
     summ.add_argument("model")
     summ.add_argument("--json", action="store_true")
     summ.set_defaults(run=_summary)
 
+
+def _add_qe(commands, recipe):
     qe = commands.add_parser("qe", help="quantization-error tools").add_subparsers(dest="qe_command", required=True)
     curve = qe.add_parser("curve", help="plot QE against omega for Laplace scales b (paper Fig. 3)")
     curve.add_argument("--b", type=float, nargs="+", default=[0.05, 0.1, 0.2])
@@ -542,16 +571,36 @@ def build_parser():
     _add_recipe_arguments(sweep, recipe)
     sweep.add_argument("--omegas", default="1,5,10,20,50", help="the omega_0 values to train")
     sweep.set_defaults(run=_qe_sweep, quantizer="biper", omega=recipe.omega)
-    return parser
+
+
+# The exceptions that mean bad input or a failed read/write, and so get one line and
+# their exit code. Library functions raise ValueError (ConversionError and ParityError
+# are ValueErrors) for bad values; OSError is a file or a device; TensorFlow's
+# InvalidArgumentError and DataLossError are data it could not decode mid-run (e.g. an
+# image file). Anything else (TypeError, RuntimeError, KeyError...) is a bug in this
+# package: exit 1, its traceback in a file the message names.
+_INPUT_ERRORS = (CommandError, ValueError, OSError)
+_TF_INPUT_ERRORS = ("InvalidArgumentError", "DataLossError")
 
 
 def _is_user_facing(err):
-    """Errors that describe bad input or a failed read/write (one line, no traceback);
-    anything else is a bug and keeps its traceback. TensorFlow's runtime errors (e.g.
-    an image file that fails to decode mid-run) count as input errors."""
-    if isinstance(err, (CommandError, ValueError, TypeError, OSError, RuntimeError)):
+    if isinstance(err, _INPUT_ERRORS):
         return True
-    return type(err).__module__.startswith("tensorflow.python.framework.errors")
+    return (type(err).__module__.startswith("tensorflow.python.framework.errors")
+            and type(err).__name__ in _TF_INPUT_ERRORS)
+
+
+def _report_bug(err):
+    """Writes the traceback of an unexpected error to a file and returns the one line
+    that names it."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="biper-keras-error-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(traceback.format_exception(err)))
+    return (f"biper-keras: error: unexpected {type(err).__name__}: {_message(err)} (a bug in biper-keras, "
+            f"not your input; the traceback is in {path}: please attach it to a bug report)")
 
 
 def _interrupted(args, signum):
@@ -578,8 +627,11 @@ def main(argv=None):
     except Exception as err:
         if received and not args.verbose:  # the interrupt surfaced as another error
             return _interrupted(args, received[-1])
-        if args.verbose or not _is_user_facing(err):
+        if args.verbose:
             raise
+        if not _is_user_facing(err):
+            print(_report_bug(err), file=sys.stderr)
+            return EXIT_BUG
         print(f"biper-keras: error: {_message(err)}", file=sys.stderr)
         return _exit_code(err)
     finally:

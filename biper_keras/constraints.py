@@ -12,6 +12,8 @@ import numbers
 import keras
 from keras import ops
 
+from biper_keras import _compat
+
 __all__ = ["WeightClip", "weight_clip", "get"]
 
 
@@ -40,16 +42,8 @@ class WeightClip(keras.constraints.Constraint):
 weight_clip = WeightClip
 
 
-def _register_names():
-    # Keras resolves a constraint *name* from this module-level table only (custom
-    # objects are consulted for configs, not for bare strings).
-    from keras.src import constraints as keras_constraints
-
-    for name in ("weight_clip", "WeightClip"):
-        keras_constraints.ALL_OBJECTS_DICT.setdefault(name, WeightClip)
-
-
-_register_names()
+for _name in ("weight_clip", "WeightClip"):
+    _compat.register_constraint_name(_name, WeightClip)
 
 
 def get(identifier):

@@ -11,7 +11,7 @@ import pathlib
 
 import numpy as np
 
-__all__ = ["load_image_folder", "data_folder", "image_datasets", "Datasets"]
+__all__ = ["load_image_folder", "data_folder", "image_datasets", "Datasets", "preprocessing_for"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # The first bytes of the formats tf.io.decode_image reads.

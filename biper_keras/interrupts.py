@@ -1,6 +1,8 @@
 """Ctrl-C and SIGTERM for long commands: the signal stops the run at once, and stays
 stopped even where Python drops the exception."""
 
+__all__ = []  # internal (the CLI's and train()'s machinery): no public API
+
 import signal
 
 

@@ -2,6 +2,8 @@
 the first epoch has been timed (a full paper run is hundreds of CPU hours: say so before
 the user waits)."""
 
+__all__ = []  # internal (the CLI's and train()'s machinery): no public API
+
 import datetime
 import time
 

@@ -1,5 +1,7 @@
 """The `--backend` option: the CLI again, in a child process on another Keras backend."""
 
+__all__ = []  # internal (the CLI's and train()'s machinery): no public API
+
 import os
 import signal
 import subprocess

@@ -1,6 +1,8 @@
 """The output folder of a training run: what identifies it (`run.json`), and the checks
 that keep `resume` from writing into a folder that is not this run."""
 
+__all__ = []  # internal (the CLI's and train()'s machinery): no public API
+
 import dataclasses
 import json
 import pathlib

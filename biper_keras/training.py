@@ -7,10 +7,12 @@ import importlib.util
 import json
 import math
 import pathlib
+import random
 import re
 import time
 
 import keras
+import numpy as np
 
 from biper_keras._files import atomic_write as _atomic_write
 from biper_keras.optimizers import CoupledSGD
@@ -19,8 +21,9 @@ from biper_keras.rebuild import rebuild
 from biper_keras.recipe import Recipe, Stage, quickstart_recipe  # noqa: F401 (public here too)
 from biper_keras.recipe import _check_non_negative
 
-__all__ = ["MuSchedule", "annealed_quantizers", "annealing_callbacks", "harden", "to_binary_stage", "Recipe", "Stage", "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "compile_stage", "read_state",
-           "load_checkpoint", "make_deterministic"]
+__all__ = ["MuSchedule", "annealed_quantizers", "annealing_callbacks", "harden", "to_binary_stage", "Recipe", "Stage",
+           "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "compile_stage", "read_state",
+           "load_checkpoint", "make_deterministic", "seeded", "distribution_scope", "dtype_policy"]
 
 _SCHEDULES = ("linear", "exponential")
 
@@ -263,6 +266,9 @@ def make_deterministic(seed=0):
 
 
 def build_model(recipe, stage, data):
+    """The model `train()` starts `stage` (1 or 2) of `recipe` from, for `data`'s image
+    shape and classes, its weights drawn from `recipe.seed` (the same seed gives the same
+    weights; the caller's random generators are left as they were)."""
     from biper_keras.models import get_model
     from biper_keras.quantizers import BiPer
     from biper_keras.regularizers import SinSquared
@@ -275,10 +281,30 @@ def build_model(recipe, stage, data):
             regularizer = SinSquared(settings.tau)  # omega: the quantizer's
     else:
         quantizer = recipe.kernel_quantizer
-    keras.utils.set_random_seed(recipe.seed)
-    return get_model(recipe.model, input_shape=data.image_shape, num_classes=data.num_classes,
-                     kernel_quantizer=quantizer, input_quantizer=recipe.input_quantizer,
-                     kernel_regularizer=regularizer, **recipe.model_options)
+    with seeded(recipe.seed):
+        return get_model(recipe.model, input_shape=data.image_shape, num_classes=data.num_classes,
+                         kernel_quantizer=quantizer, input_quantizer=recipe.input_quantizer,
+                         kernel_regularizer=regularizer, **recipe.model_options)
+
+
+@contextlib.contextmanager
+def seeded(seed):
+    """Python's and NumPy's global generators seeded with `seed` inside the block, and
+    given back their state after it: the caller's random streams continue as if the block
+    had not run.
+
+    Keras draws the default seed of every initializer and `SeedGenerator` created
+    without one from Python's generator, so a model built inside the block has the same
+    weights for the same seed, whatever ran before (the backend's own generators are
+    not involved: Keras's initializers run stateless ops on those seeds)."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 def make_optimizer(recipe, stage, steps_per_epoch):
@@ -348,15 +374,13 @@ class _EpochTensorBoard(keras.callbacks.TensorBoard):
 
 
 def distribution_scope(name):
-    """A function returning a (new) context in which to build and compile for
-    multi-device training.
+    """A function returning a (new) context in which to build, compile and train for
+    multi-device training; leaving the context restores what was in force before it.
 
     TensorFlow backend: "mirrored" (all local devices), "multi-worker" (hosts listed in
     the TF_CONFIG environment variable, one process per host), "tpu". JAX backend:
     "data-parallel" (Keras's DataParallel over all local devices). None: one device.
     """
-    import contextlib
-
     if name is None:
         return contextlib.nullcontext
     backend = keras.backend.backend()
@@ -374,8 +398,7 @@ def distribution_scope(name):
             strategy = tf.distribute.TPUStrategy(resolver)
         return strategy.scope
     if backend == "jax" and name == "data-parallel":
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
-        return contextlib.nullcontext
+        return keras.distribution.DataParallel().scope  # sets the distribution, restores the previous one
     raise ValueError(
         f"Distribution {name!r} is not available on the {backend} backend: use mirrored, "
         "multi-worker or tpu with TensorFlow, data-parallel with JAX."
@@ -421,13 +444,50 @@ def dtype_policy(name):
 
 
 def _train(recipe, data, out_dir, *, stages, resume, verbose, callbacks, distribute):
-    from biper_keras import progress, run_folder
+    from biper_keras import progress
 
     if not getattr(data, "train_size", 0) or not getattr(data, "test_size", 0):
         raise ValueError(f"Argument `data` has no training or no test images: {data!r}.")
     scope = distribution_scope(distribute)
     out = pathlib.Path(out_dir)
     stages = stages or ((1, 2) if recipe.two_stage else (2,))
+    summary = _open_run(recipe, data, out, resume)
+    steps_per_epoch = max(1, math.ceil(data.train_size / recipe.batch_size))
+    planned = [(s, (recipe.stage1 if s == 1 else recipe.stage2).epochs) for s in stages]
+    complete = all("test_accuracy" in summary.get(f"stage{s}", {}) and (out / f"stage{s}" / "model.keras").exists()
+                   for s in stages)
+    if verbose:
+        print(f"{out}: the run is complete ({progress.stages_text(planned)}); nothing to train" if complete else
+              progress.plan_text(planned, steps_per_epoch, recipe.batch_size, data.train_size))
+    previous = None
+    with scope():  # building, compiling and fitting alike (JAX's data-parallel shards the batches in fit)
+        for stage in stages:
+            run = _StageRun(recipe, data, out, stage, steps_per_epoch, summary)
+            if resume and run.final.exists():  # trained before: evaluated, if that was interrupted
+                previous = keras.models.load_model(run.final)
+                if "test_accuracy" not in summary.get(f"stage{stage}", {}):
+                    run.commit(previous, _read_fit(run.folder) or {"epochs": run.settings.epochs})
+                continue
+            state = run.resume_state() if resume else None
+            model, initial_epoch = run.start(state, previous)
+            model, fit = run.fit(model, initial_epoch, planned, verbose, callbacks)
+            run.commit(model, fit)
+            previous = model
+    return summary
+
+
+def _read_fit(folder):
+    """A stage's recorded training time and accuracy (fit.json), or None."""
+    from biper_keras import run_folder
+
+    return run_folder.read_json(folder / "fit.json")
+
+
+def _open_run(recipe, data, out, resume):
+    """Checks that `out` may take (resume=False) or continue (resume=True) this run,
+    writes its run.json, and returns the summary recorded so far."""
+    from biper_keras import run_folder
+
     identity = run_folder.identity(recipe, data)
     if not resume and out.exists() and any(out.iterdir()):
         raise ValueError(f"Output folder {out} is not empty: pass resume=True (CLI: --resume) or another folder.")
@@ -436,60 +496,58 @@ def _train(recipe, data, out_dir, *, stages, resume, verbose, callbacks, distrib
     out.mkdir(parents=True, exist_ok=True)
     if not (out / run_folder.RUN_FILE).exists():
         _atomic_write(out / run_folder.RUN_FILE, lambda p: pathlib.Path(p).write_text(json.dumps(identity, indent=2)))
-    summary_path = out / "summary.json"
-    summary = (run_folder.read_json(summary_path) if resume else None) or {}
-    steps_per_epoch = max(1, math.ceil(data.train_size / recipe.batch_size))
-    planned = [(s, (recipe.stage1 if s == 1 else recipe.stage2).epochs) for s in stages]
-    complete = all("test_accuracy" in summary.get(f"stage{s}", {}) and (out / f"stage{s}" / "model.keras").exists()
-                   for s in stages)
-    if verbose:
-        print(f"{out}: the run is complete ({progress.stages_text(planned)}); nothing to train" if complete else
-              progress.plan_text(planned, steps_per_epoch, recipe.batch_size, data.train_size))
+    return (run_folder.read_json(out / "summary.json") if resume else None) or {}
 
-    def commit(stage, model, fit):
-        # summary.json, not model.keras, marks a stage done: a run stopped during the
-        # evaluation below is evaluated on resume.
-        test_loss, test_acc = model.evaluate(data.test, verbose=0)[:2]
-        summary[f"stage{stage}"] = {"test_accuracy": float(test_acc), "test_loss": float(test_loss), **fit}
-        summary["recipe"] = dataclasses.asdict(recipe)
-        _atomic_write(summary_path, lambda p: pathlib.Path(p).write_text(json.dumps(summary, indent=2)))
 
-    previous = None
-    for stage in stages:
-        settings = recipe.stage1 if stage == 1 else recipe.stage2
-        folder = out / f"stage{stage}"
-        folder.mkdir(exist_ok=True)
-        final = folder / "model.keras"
-        if resume and final.exists():
-            previous = keras.models.load_model(final)
-            if "test_accuracy" not in summary.get(f"stage{stage}", {}):
-                fit = run_folder.read_json(folder / "fit.json") or {"epochs": settings.epochs}
-                commit(stage, previous, fit)
-            continue
-        state = read_state(folder) if resume else None
+class _StageRun:
+    """One stage of `train()`: its folder, where it resumes from, its fit, and the commit
+    that marks it done."""
+
+    def __init__(self, recipe, data, out, stage, steps_per_epoch, summary):
+        self.recipe, self.data, self.out, self.stage = recipe, data, out, stage
+        self.settings = recipe.stage1 if stage == 1 else recipe.stage2
+        self.steps_per_epoch, self.summary = steps_per_epoch, summary
+        self.folder = out / f"stage{stage}"
+        self.folder.mkdir(exist_ok=True)
+        self.final = self.folder / "model.keras"
+
+    def resume_state(self):
+        """The committed state to continue from (None: from the start), after removing
+        what a killed run left behind."""
+        state = read_state(self.folder)
         if state:
-            if state["stage"] != stage or state["epochs_done"] > settings.epochs:
-                raise ValueError(f"{folder / 'state.json'} records {state['epochs_done']} epochs of stage "
-                                 f"{state['stage']}, but stage {stage} has {settings.epochs}.")
-        elif resume and any(folder.glob("checkpoint-*.keras")):
-            raise ValueError(f"{folder} has checkpoints but no state.json naming the committed one: "
-                             f"restore it, or move {folder} away to restart the stage.")
-        if resume:
-            _prepare_resume(folder, state["epochs_done"] if state else 0)
-        with scope():
-            if state:
-                model = load_checkpoint(folder)
-                initial_epoch = state["epochs_done"]
-            else:
-                if stage == 2 and recipe.two_stage and previous is None and (out / "stage1" / "model.keras").exists():
-                    previous = keras.models.load_model(out / "stage1" / "model.keras")
-                if stage == 2 and recipe.two_stage and previous is not None:
-                    keras.utils.set_random_seed(recipe.seed)  # as build_model does
-                    model = to_binary_stage(previous, tau=recipe.stage2.tau)  # stage 2 starts from stage 1
-                else:
-                    model = build_model(recipe, stage, data)
-                compile_stage(model, recipe, stage, steps_per_epoch)
-                initial_epoch = 0
+            if state["stage"] != self.stage or state["epochs_done"] > self.settings.epochs:
+                raise ValueError(f"{self.folder / 'state.json'} records {state['epochs_done']} epochs of stage "
+                                 f"{state['stage']}, but stage {self.stage} has {self.settings.epochs}.")
+        elif any(self.folder.glob("checkpoint-*.keras")):
+            raise ValueError(f"{self.folder} has checkpoints but no state.json naming the committed one: "
+                             f"restore it, or move {self.folder} away to restart the stage.")
+        _prepare_resume(self.folder, state["epochs_done"] if state else 0)
+        return state
+
+    def start(self, state, previous):
+        """The compiled model to fit and its first epoch: the checkpoint of `state`, stage
+        2 from stage 1's model (`previous`, or the one saved in the run), or a new model."""
+        recipe, stage = self.recipe, self.stage
+        if state:
+            return load_checkpoint(self.folder), state["epochs_done"]
+        stage1_file = self.out / "stage1" / "model.keras"
+        if stage == 2 and recipe.two_stage and previous is None and stage1_file.exists():
+            previous = keras.models.load_model(stage1_file)
+        if stage == 2 and recipe.two_stage and previous is not None:
+            with seeded(recipe.seed):  # as build_model does
+                model = to_binary_stage(previous, tau=recipe.stage2.tau)  # stage 2 starts from stage 1
+        else:
+            model = build_model(recipe, stage, self.data)
+        compile_stage(model, recipe, stage, self.steps_per_epoch)
+        return model, 0
+
+    def fit(self, model, initial_epoch, planned, verbose, callbacks):
+        """Fits `model` to the end of the stage (checkpointing every epoch); returns the
+        model to save (BNN++ hardened) and the stage's fit record."""
+        from biper_keras import progress
+
+        recipe, stage, settings, data = self.recipe, self.stage, self.settings, self.data
         annealing = annealing_callbacks(model, settings.epochs, recipe.mu_start, recipe.mu_end)
         epochs_run = settings.epochs - initial_epoch
         start = time.perf_counter()
@@ -499,7 +557,7 @@ def _train(recipe, data, out_dir, *, stages, resume, verbose, callbacks, distrib
                 data.train, validation_data=data.test, epochs=settings.epochs, initial_epoch=initial_epoch,
                 shuffle=False,  # the pipeline shuffles
                 verbose=verbose,
-                callbacks=[*callbacks, *annealing, *_log_callbacks(folder), EpochCheckpoint(folder, stage),
+                callbacks=[*callbacks, *annealing, *_log_callbacks(self.folder), EpochCheckpoint(self.folder, stage),
                            *([progress.Eta(stage, settings.epochs, sum(n for s, n in planned if s > stage))]
                              if verbose else [])],
             ).history
@@ -507,16 +565,24 @@ def _train(recipe, data, out_dir, *, stages, resume, verbose, callbacks, distrib
         if any(isinstance(q, BNNPlusPlus) for q in annealed_quantizers(model)):
             # BNN++ ends hard-binarized: the saved model is the deployable one.
             hardened = harden(model)
-            compile_stage(hardened, recipe, stage, steps_per_epoch)
+            compile_stage(hardened, recipe, stage, self.steps_per_epoch)
             _carry_optimizer_state(model, hardened)
             model = hardened
         fit = {"epochs": settings.epochs, "seconds": seconds,
                "images_per_second": data.train_size * epochs_run / seconds if epochs_run and seconds else None,
                "train_accuracy": float(history["accuracy"][-1]) if history.get("accuracy") else None}
         if not epochs_run:
-            fit = run_folder.read_json(folder / "fit.json") or fit
-        _atomic_write(folder / "fit.json", lambda p: pathlib.Path(p).write_text(json.dumps(fit)))
-        _atomic_write(final, model.save)
-        commit(stage, model, fit)
-        previous = model
-    return summary
+            fit = _read_fit(self.folder) or fit
+        _atomic_write(self.folder / "fit.json", lambda p: pathlib.Path(p).write_text(json.dumps(fit)))
+        _atomic_write(self.final, model.save)
+        return model, fit
+
+    def commit(self, model, fit):
+        """Evaluates the stage's model and records it in summary.json. summary.json, not
+        model.keras, marks a stage done: a run stopped during this evaluation is
+        evaluated on resume."""
+        test_loss, test_acc = model.evaluate(self.data.test, verbose=0)[:2]
+        self.summary[f"stage{self.stage}"] = {"test_accuracy": float(test_acc), "test_loss": float(test_loss), **fit}
+        self.summary["recipe"] = dataclasses.asdict(self.recipe)
+        _atomic_write(self.out / "summary.json",
+                      lambda p: pathlib.Path(p).write_text(json.dumps(self.summary, indent=2)))

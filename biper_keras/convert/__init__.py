@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 
+from biper_keras import _compat
 from .flatbuffer import _is_tf_keras, _ops_with_output_shapes, _run_once, op_histogram
 from .fusion import _fusion_report, _quantized_layers
 from .loading import load_model
@@ -109,7 +110,7 @@ def _float32_model(model):
     the same weights: a model trained under a mixed policy keeps float32 variables
     (so nothing is lost) and its binary kernels were computed from them, so the
     rebuilt model is the one it trained, and TFLite converts float32 graphs."""
-    mixed = [layer for layer in model._flatten_layers(include_self=True)
+    mixed = [layer for layer in _compat.flatten_layers(model, include_self=True)
              if getattr(layer.dtype_policy, "compute_dtype", "float32") != "float32"]
     if not mixed:
         return model

@@ -10,6 +10,7 @@ import tempfile
 
 import numpy as np
 
+from biper_keras import _compat
 from .results import ConversionError
 
 
@@ -99,7 +100,7 @@ def _layer_of_op(flatbuffer, model, index):
     op = graph.Operators(index)
     names = [graph.Tensors(op.Outputs(i)).Name().decode() for i in range(op.OutputsLength())]
     names += [graph.Tensors(op.Inputs(i)).Name().decode() for i in range(op.InputsLength()) if op.Inputs(i) >= 0]
-    layers = {l.name for l in model._flatten_layers(include_self=False)}
+    layers = {l.name for l in _compat.flatten_layers(model)}
     for name in names:
         for scope in reversed(name.split(";")[0].split("/")[:-1]):
             for candidate in (scope, re.sub(r"_\d+$", "", scope)):

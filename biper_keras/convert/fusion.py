@@ -1,5 +1,7 @@
 """Which quantized layers should become LCE binary convolutions, which did, and why not."""
 
+from biper_keras import _compat
+
 from .results import LayerFusion
 
 
@@ -60,10 +62,8 @@ def _output_shape(layer):
     try:
         return tuple(layer.output.shape[1:])
     except (AttributeError, ValueError):
-        built = list(getattr(layer, "_build_shapes_dict", None) or {})
-        if len(built) != 1:
-            return ()
-        return tuple(layer.compute_output_shape(layer._build_shapes_dict[built[0]])[1:])
+        shape = _compat.built_input_shape(layer)
+        return () if shape is None else tuple(layer.compute_output_shape(shape)[1:])
 
 
 def _fusion_report(model, ops, target):

@@ -20,7 +20,7 @@ _ELEMENTWISE = {"Mul", "Add", "AddV2", "Sub", "RealDiv", "Div"}
 def input_signature(model):
     """`tf.TensorSpec`s for `model`'s call, batch size None (as `model.export` uses)."""
     import tensorflow as tf
-    from keras.src.export.export_utils import get_input_signature
+    from biper_keras._compat import input_signature as get_input_signature
 
     return tf.nest.map_structure(lambda s: tf.TensorSpec(s.shape, s.dtype), get_input_signature(model))
 
@@ -108,7 +108,7 @@ def to_flatbuffer(model, target):
     traced and frozen, channel constants flattened, LCE's graph converter. Input sizes
     other than the batch must be known (LCE's converter would make them 1)."""
     import tensorflow as tf
-    from larq_compute_engine.mlir._tf_tfl_flatbuffer import convert_graphdef_to_tflite_flatbuffer
+    from biper_keras._compat import convert_graphdef_to_tflite_flatbuffer
     from tensorflow.core.framework.types_pb2 import DataType
     from tensorflow.lite.python.util import get_tensor_name
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from biper_keras import _compat
 from . import flatbuffer as _flatbuffer_module
 from .fusion import _binary, _quantized_layers
 from .results import Parity
@@ -22,7 +23,7 @@ def randomize_batch_norms(model, rng=0):
     import keras
 
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    for layer in model._flatten_layers(include_self=False):
+    for layer in _compat.flatten_layers(model):
         # tf_keras's BatchNormalization too (a Larq model): the same variables by name.
         tf_keras_bn = type(layer).__module__.startswith("tf_keras") and "BatchNormalization" in type(layer).__name__
         if isinstance(layer, keras.layers.BatchNormalization) or tf_keras_bn:

@@ -1,6 +1,8 @@
 """The bridge: a model's architecture and weights on the other side, Keras 3 <-> Larq
 (tf_keras), from the model's config; what has no counterpart is refused by name."""
 
+from biper_keras import _compat
+
 from .plugin import import_larq, register
 from .zoo import (activation_from_larq, activation_to_larq, function_quantizer_from_larq,
                   function_quantizer_to_larq)
@@ -238,24 +240,41 @@ def _generic_layer(layer, source_module, target_module, side, renamed):
     return getattr(target_module, name), config
 
 
-def _translate(model, source, target, modules, quantizer, side, graph, make_input, model_cls,
-               carry, renamed, activation, twins):
-    """Rebuilds `model` (whose layers are classified by `source`) with `target`'s classes;
-    `modules` = (source, target) Keras layer modules for the generic layers;
-    `carry(obj, layer, arg)` maps initializers, constraints and regularizers,
-    `activation(name)` activation names; `twins` {class: make(layer, common kwargs)} the
-    package's parameter-free layers (their exact class, not subclasses; None: not a twin)."""
+class _Direction:
+    """One direction of the bridge (`_ToLarq`, `_FromLarq`): the layer classes on each
+    side, and how quantizers, initializers/constraints/regularizers, activations and
+    the package's parameter-free layers cross over.
 
-    def make_layer(layer):
+    Attributes set by each direction: `source` / `target` ({kind: class} of the layers
+    each side classifies), `modules` (the two sides' Keras layer modules, for the
+    generic layers), `side` (the target's name, in messages), `inputs` (how a graph
+    node's input tensors are read on the source side), `make_input(shape, name)`,
+    `model_cls`, `renamed` (config keys renamed across), `activation(name)`, `twins`
+    ({class: make(layer, common kwargs)} for the package's parameter-free layers, by
+    exact class; a maker may return None: not a twin)."""
+
+    def quantizer(self, q, layer):
+        """The target side's quantizer for `q` (None stays None)."""
+        raise NotImplementedError
+
+    def carry(self, obj, layer, arg):
+        """The target side's initializer, constraint or regularizer for `obj`."""
+        raise NotImplementedError
+
+    def translate(self, model):
+        """`model` rebuilt with the target side's classes."""
+        return _rebuild_graph(model, _graph(model, self.inputs), self.make_input, self.make_layer, self.model_cls)
+
+    def make_layer(self, layer):
         keep = {"name": layer.name, "trainable": layer.trainable, "dtype": layer.dtype_policy.name}
-        twin = twins[type(layer)](layer, keep) if type(layer) in twins else None
+        twin = self.twins[type(layer)](layer, keep) if type(layer) in self.twins else None
         if twin is not None:
             return twin
-        generic = _generic_layer(layer, *modules, side, renamed)
-        kind = next((kind for kind, cls in source.items() if isinstance(layer, cls)), None)
+        generic = _generic_layer(layer, *self.modules, self.side, self.renamed)
+        kind = next((kind for kind, cls in self.source.items() if isinstance(layer, cls)), None)
         if generic is None and kind is None:
             raise _no_counterpart(
-                layer, side, "the bridge maps Conv2D, DepthwiseConv2D, Dense, PReLU, "
+                layer, self.side, "the bridge maps Conv2D, DepthwiseConv2D, Dense, PReLU, "
                 "BatchNormalization, Larq's quantized layers (QuantConv1D, QuantConv2D, "
                 "QuantDepthwiseConv2D, QuantSeparableConv2D, QuantDense), the package's HardTanh "
                 "and OptionAShortcut, tf_keras's two-tensor "
@@ -263,16 +282,16 @@ def _translate(model, source, target, modules, quantizer, side, graph, make_inpu
                 + ", ".join(_SAME_CONFIG)
             )
         if generic is not None:
-            return _construct(layer, side, generic[0], {**generic[1], **keep}, activation)
+            return _construct(layer, self.side, generic[0], {**generic[1], **keep}, self.activation)
         args = _common_args(layer, kind)
         if kind in _QUANTIZER_ARGS:
             if getattr(layer, "alpha", None) is not None:
                 raise ValueError(f"Layer {layer.name!r}: kernel_scale='channel' has no Larq counterpart.")
-            if getattr(layer, "symmetric_padding", False):  # the authors' option (#19)
+            if getattr(layer, "symmetric_padding", False):  # the authors' option
                 raise ValueError(f"Layer {layer.name!r}: symmetric_padding=True has no Larq counterpart.")
-            if getattr(layer, "normalize_inputs", False):  # the authors' option (#19), QuantConv2D's
+            if getattr(layer, "normalize_inputs", False):  # the authors' option, QuantConv2D's
                 args["normalize_inputs"] = True
-            args.update({arg: quantizer(getattr(layer, arg), layer) for arg in _QUANTIZER_ARGS[kind]})
+            args.update({arg: self.quantizer(getattr(layer, arg), layer) for arg in _QUANTIZER_ARGS[kind]})
             if kind != "qdense":
                 args["pad_values"] = layer.pad_values
         config = layer.get_config()
@@ -281,11 +300,9 @@ def _translate(model, source, target, modules, quantizer, side, graph, make_inpu
             # convs also list `kernel_*` arguments that no weight uses.
             unused = kind in ("qdepthwise", "qseparable", "depthwise") and arg.startswith("kernel_")
             if arg in config and not unused and getattr(layer, arg, None) is not None:
-                args[arg] = carry(getattr(layer, arg), layer, arg)
-        cls = target["normalized_qconv"] if args.get("normalize_inputs") else target[kind]
-        return _construct(layer, side, cls, {**args, **keep}, activation)
-
-    return _rebuild_graph(model, graph, make_input, make_layer, model_cls)
+                args[arg] = self.carry(getattr(layer, arg), layer, arg)
+        cls = self.target["normalized_qconv"] if args.get("normalize_inputs") else self.target[kind]
+        return _construct(layer, self.side, cls, {**args, **keep}, self.activation)
 
 
 def _construct(layer, side, cls, kwargs, activation):
@@ -321,7 +338,7 @@ def fold_kernel_scale(model):
     if not scaled:
         return model
     for layer in scaled:
-        users = [node.operation for node in layer._outbound_nodes]
+        users = _compat.outbound_operations(layer)
         bn = users[0] if len(users) == 1 else None
         if not isinstance(bn, keras.layers.BatchNormalization) or bn.axis not in (-1, len(bn.input.shape) - 1):
             raise ValueError(f"Layer {layer.name!r}: kernel_scale='channel' has no Larq counterpart, and it "
@@ -330,7 +347,7 @@ def fold_kernel_scale(model):
         alpha = np.asarray(layer.alpha, np.float64)
         bias = np.asarray(layer.bias, np.float64) if layer.use_bias else np.zeros_like(alpha)
         folds[bn.name] = (alpha, bias)
-    by_layer = {layer.name: folds[layer._outbound_nodes[0].operation.name] for layer in scaled}
+    by_layer = {layer.name: folds[_compat.outbound_operations(layer)[0].name] for layer in scaled}
     dead = {name: alpha == 0 for name, (alpha, _) in folds.items()}
 
     def edit(node):
@@ -382,46 +399,54 @@ def to_larq(model):
     custom constraint, an unknown layer type) is refused with a ValueError naming the
     layer, never dropped.
     """
-    import keras
-    import tensorflow as tf
+    direction = _ToLarq()  # Larq first: without it, say so before anything else
+    return direction.translate(fold_kernel_scale(model))
 
-    from biper_keras import layers as bl
-    from biper_keras import quantizers
-    from biper_keras.models import blocks
 
-    lq = import_larq()
-    classes = register()
-    model = fold_kernel_scale(model)
+class _ToLarq(_Direction):
+    """Keras 3 -> Larq/tf_keras."""
 
-    def quantizer(q, layer):
+    side = "Larq/tf_keras"
+
+    def __init__(self):
+        import keras
+        import tensorflow as tf
+
+        from biper_keras import layers as bl
+        from biper_keras import quantizers
+        from biper_keras.models import blocks
+
+        self.lq, self.classes, self.tf, self.quantizers = import_larq(), register(), tf, quantizers
+        lq, classes = self.lq, self.classes
+        self.source = _layer_kinds(keras.layers, bl)
+        self.target = {**_layer_kinds(tf.keras.layers, lq.layers), "normalized_qconv": classes["NormalizedQuantConv2D"]}
+        self.modules = (keras.layers, tf.keras.layers)
+        self.inputs, self.model_cls, self.renamed = _keras3_inputs, tf.keras.Model, _RENAMED_KEYS
+        self.make_input = lambda shape, name: tf.keras.Input(shape, name=name)
+        self.activation = activation_to_larq
+        self.twins = {
+            # Larq's own hard tanh (clip to [-1, 1]), as Larq models write it.
+            blocks.HardTanh: lambda layer, keep: tf.keras.layers.Activation(lq.activations.hard_tanh, **keep),
+            blocks.OptionAShortcut: lambda layer, keep: classes["OptionAShortcut"](layer.filters, **keep),
+        }
+
+    def quantizer(self, q, layer):
         if q is None:
             return None
-        if isinstance(q, quantizers.BiPer):
-            return classes["BiPer"](omega=q.omega, binarize=q.binarize)
-        if type(q).__name__ in _SHARED_QUANTIZERS and type(q) is getattr(quantizers, type(q).__name__):
-            return getattr(lq.quantizers, type(q).__name__)(**_quantizer_args(q))
+        if isinstance(q, self.quantizers.BiPer):
+            return self.classes["BiPer"](omega=q.omega, binarize=q.binarize)
+        if type(q).__name__ in _SHARED_QUANTIZERS and type(q) is getattr(self.quantizers, type(q).__name__):
+            return getattr(self.lq.quantizers, type(q).__name__)(**_quantizer_args(q))
         function = function_quantizer_to_larq(q)
         if function is not None:
             return function
         raise ValueError(f"Layer {layer.name!r}: quantizer {_quantizer_name(q)} has no Larq counterpart.")
 
-    def carry(obj, layer, arg):
-        get = {"initializer": tf.keras.initializers.get, "constraint": tf.keras.constraints.get,
-               "regularizer": tf.keras.regularizers.get}[arg.rsplit("_", 1)[1]]
-        return _carry(obj, layer, arg, "Larq/tf_keras", get, lq.constraints.WeightClip)
-
-    twins = {
-        # Larq's own hard tanh (clip to [-1, 1]), as Larq models write it.
-        blocks.HardTanh: lambda layer, keep: tf.keras.layers.Activation(lq.activations.hard_tanh, **keep),
-        blocks.OptionAShortcut: lambda layer, keep: classes["OptionAShortcut"](layer.filters, **keep),
-    }
-    return _translate(
-        model, _layer_kinds(keras.layers, bl),
-        {**_layer_kinds(tf.keras.layers, lq.layers), "normalized_qconv": classes["NormalizedQuantConv2D"]},
-        (keras.layers, tf.keras.layers), quantizer,
-        "Larq/tf_keras", _graph(model, _keras3_inputs), lambda shape, name: tf.keras.Input(shape, name=name),
-        tf.keras.Model, carry, _RENAMED_KEYS, activation_to_larq, twins,
-    )
+    def carry(self, obj, layer, arg):
+        keras2 = self.tf.keras
+        get = {"initializer": keras2.initializers.get, "constraint": keras2.constraints.get,
+               "regularizer": keras2.regularizers.get}[arg.rsplit("_", 1)[1]]
+        return _carry(obj, layer, arg, self.side, get, self.lq.constraints.WeightClip)
 
 
 def from_larq(model):
@@ -436,46 +461,55 @@ def from_larq(model):
     A model with one input gets one input tensor, not a one-element list. `to_larq`'s
     `OptionAShortcut` and `NormalizedQuantConv2D`, and an `Activation` of Larq's
     `hard_tanh`, come back as the package's own layers."""
-    import keras
-    import tensorflow as tf
+    return _FromLarq().translate(model)
 
-    from biper_keras import constraints
-    from biper_keras import layers as bl
-    from biper_keras import quantizers
-    from biper_keras.models import blocks
 
-    lq = import_larq()
-    classes = register()
+class _FromLarq(_Direction):
+    """Larq/tf_keras -> Keras 3."""
 
-    def quantizer(q, layer):
+    side = "biper_keras/Keras 3"
+
+    def __init__(self):
+        import keras
+        import tensorflow as tf
+
+        from biper_keras import constraints
+        from biper_keras import layers as bl
+        from biper_keras import quantizers
+        from biper_keras.models import blocks
+
+        self.lq, self.classes, self.quantizers, self.constraints = import_larq(), register(), quantizers, constraints
+        lq, classes = self.lq, self.classes
+        self.source = _layer_kinds(tf.keras.layers, lq.layers)
+        self.target = {**_layer_kinds(keras.layers, bl, bl.BatchNormalization), "normalized_qconv": bl.QuantConv2D}
+        self.modules = (tf.keras.layers, keras.layers)
+        self.inputs, self.model_cls = _tf_keras_inputs, keras.Model
+        self.renamed = {k: {v: o for o, v in r.items()} for k, r in _RENAMED_KEYS.items()}
+        self.make_input = lambda shape, name: keras.Input(shape, name=name)
+        self.activation = activation_from_larq
+        self.twins = {
+            classes["OptionAShortcut"]: lambda layer, keep: blocks.OptionAShortcut(layer.filters, **keep),
+            # Larq's hard tanh: the package's layer (in training it is written for XLA's speed).
+            tf.keras.layers.Activation: lambda layer, keep: (blocks.HardTanh(**keep)
+                                                             if layer.activation is lq.activations.hard_tanh else None),
+        }
+
+    def quantizer(self, q, layer):
         if q is None:
             return None
-        if isinstance(q, classes["BiPer"]):
-            return quantizers.BiPer(omega=q.omega, binarize=q.binarize)
-        if type(q).__name__ in _SHARED_QUANTIZERS and type(q) is getattr(lq.quantizers, type(q).__name__):
-            return getattr(quantizers, type(q).__name__)(**_quantizer_args(q))
+        if isinstance(q, self.classes["BiPer"]):
+            return self.quantizers.BiPer(omega=q.omega, binarize=q.binarize)
+        if type(q).__name__ in _SHARED_QUANTIZERS and type(q) is getattr(self.lq.quantizers, type(q).__name__):
+            return getattr(self.quantizers, type(q).__name__)(**_quantizer_args(q))
         mapped = function_quantizer_from_larq(q)
         if mapped is not None:
             return mapped
         raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}): quantizer "
                          f"{_quantizer_name(q)} has no biper_keras counterpart.")
 
-    def carry(obj, layer, arg):
+    def carry(self, obj, layer, arg):
+        import keras
+
         get = {"initializer": keras.initializers.get, "constraint": keras.constraints.get,
                "regularizer": keras.regularizers.get}[arg.rsplit("_", 1)[1]]
-        return _carry(obj, layer, arg, "biper_keras/Keras 3", get, constraints.WeightClip)
-
-    twins = {
-        classes["OptionAShortcut"]: lambda layer, keep: blocks.OptionAShortcut(layer.filters, **keep),
-        # Larq's hard tanh: the package's layer (in training it is written for XLA's speed).
-        tf.keras.layers.Activation: lambda layer, keep: (blocks.HardTanh(**keep)
-                                                         if layer.activation is lq.activations.hard_tanh else None),
-    }
-    return _translate(
-        model, _layer_kinds(tf.keras.layers, lq.layers),
-        {**_layer_kinds(keras.layers, bl, bl.BatchNormalization), "normalized_qconv": bl.QuantConv2D},
-        (tf.keras.layers, keras.layers),
-        quantizer, "biper_keras/Keras 3", _graph(model, _tf_keras_inputs), lambda shape, name: keras.Input(shape, name=name),
-        keras.Model, carry, {k: {v: o for o, v in r.items()} for k, r in _RENAMED_KEYS.items()},
-        activation_from_larq, twins,
-    )
+        return _carry(obj, layer, arg, self.side, get, self.constraints.WeightClip)

@@ -2,6 +2,8 @@
 
 import os
 
+from biper_keras import _compat
+
 __all__ = ["register", "import_larq"]
 
 _LEGACY_HINT = (
@@ -38,7 +40,7 @@ def _make_classes(lq):
             "set KERAS_BACKEND=tensorflow."
         )
 
-    class BiPer(lq.quantizers._BaseQuantizer):
+    class BiPer(_compat.larq_base_quantizer()):
         __doc__ = quantizers.BiPer.__doc__
 
         def __init__(self, omega=20.0, binarize=True, **kwargs):

@@ -12,6 +12,7 @@ import warnings
 import keras
 from keras import ops
 
+from biper_keras import _compat
 from biper_keras import constraints as _constraints  # noqa: F401 ("weight_clip" resolves)
 from biper_keras import context
 from biper_keras import quantizers as quantizers_lib
@@ -124,10 +125,7 @@ def full_precision(value):
     dtype: inside a layer's `call` under a mixed dtype policy Keras would autocast it to
     the compute dtype. Returns other tensors as they are."""
     if isinstance(value, keras.Variable):
-        # Keras has no public switch for this; AutocastScope(None) is its own "no cast".
-        from keras.src.backend.common.variables import AutocastScope
-
-        with AutocastScope(None):
+        with _compat.no_autocast():
             # `.value`, not convert_to_tensor(variable): on TF the latter still casts.
             return ops.convert_to_tensor(value.value)
     return value
@@ -262,7 +260,7 @@ QUANTIZATION_CONFIG_KEYS = QUANTIZER_ATTRIBUTES + (
 
 def quantized_layers(model):
     """The quantized layers of `model`, nested models included, in graph order."""
-    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, _QuantizedLayer)]
+    return [layer for layer in _compat.flatten_layers(model) if isinstance(layer, _QuantizedLayer)]
 
 
 def layer_quantizers(layer):

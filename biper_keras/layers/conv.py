@@ -152,6 +152,23 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
     `test_symmetric_padding_is_pytorchs_padding_1`): at inference an explicit pad and a
     VALID conv, the graph LCE fuses; in training on TensorFlow, where it is faster, a
     zero-padded conv plus the border's contribution (`_ones_padded_conv_by_border`).
+
+    Input shape:
+        4-D tensor with shape `(batch_size, height, width, channels)`
+        (`data_format="channels_last"`, the layout LCE converts), or
+        `(batch_size, channels, height, width)` with `"channels_first"`.
+
+    Output shape:
+        4-D tensor with shape `(batch_size, new_height, new_width, filters)`
+        (`channels_last`), the spatial sizes as `keras.layers.Conv2D` computes them.
+
+    Example:
+
+    >>> layer = bk.QuantConv2D(64, 3, padding="same", pad_values=1.0, use_bias=False,
+    ...                        input_quantizer="approx_sign", kernel_quantizer=bk.BiPer(omega=20),
+    ...                        kernel_scale="channel")
+    >>> tuple(layer(np.ones((2, 32, 32, 16), "float32")).shape)
+    (2, 32, 32, 64)
     """
 
     def __init__(
@@ -294,6 +311,19 @@ class QuantConv1D(_QuantizedKernel, _PadValues, keras.layers.Conv1D):
         pad_values: 0.0 or 1.0, the value SAME padding pads with (CAUSAL padding pads
             with zeros only, as in Larq).
         **kwargs: everything `keras.layers.Conv1D` accepts.
+
+    Input shape:
+        3-D tensor with shape `(batch_size, steps, channels)` (`channels_last`).
+
+    Output shape:
+        3-D tensor with shape `(batch_size, new_steps, filters)`.
+
+    Example:
+
+    >>> layer = bk.QuantConv1D(8, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+    ...                        kernel_constraint="weight_clip")
+    >>> tuple(layer(np.ones((2, 20, 4), "float32")).shape)
+    (2, 18, 8)
     """
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", pad_values=0.0,
@@ -339,6 +369,20 @@ class QuantDepthwiseConv2D(_QuantizedLayer, _PadValues, keras.layers.DepthwiseCo
         pad_values: 0.0 or 1.0, the value SAME padding pads with.
         **kwargs: everything `keras.layers.DepthwiseConv2D` accepts
             (`depthwise_constraint="weight_clip"`, ...).
+
+    Input shape:
+        4-D tensor with shape `(batch_size, height, width, channels)` (`channels_last`).
+
+    Output shape:
+        4-D tensor with shape `(batch_size, new_height, new_width, channels *
+        depth_multiplier)`.
+
+    Example:
+
+    >>> layer = bk.QuantDepthwiseConv2D(3, padding="same", input_quantizer="ste_sign",
+    ...                                 depthwise_quantizer="ste_sign", depthwise_constraint="weight_clip")
+    >>> tuple(layer(np.ones((2, 8, 8, 4), "float32")).shape)
+    (2, 8, 8, 4)
     """
 
     kernel = _quantized_weight("kernel", "depthwise_quantizer")
@@ -389,6 +433,20 @@ class QuantSeparableConv2D(_QuantizedLayer, _PadValues, keras.layers.SeparableCo
         pointwise_quantizer: quantizer for the pointwise (1x1) kernel.
         pad_values: 0.0 or 1.0, the value SAME padding pads with.
         **kwargs: everything `keras.layers.SeparableConv2D` accepts.
+
+    Input shape:
+        4-D tensor with shape `(batch_size, height, width, channels)` (`channels_last`).
+
+    Output shape:
+        4-D tensor with shape `(batch_size, new_height, new_width, filters)`.
+
+    Example:
+
+    >>> layer = bk.QuantSeparableConv2D(16, 3, input_quantizer="ste_sign",
+    ...                                 depthwise_quantizer="ste_sign", pointwise_quantizer="ste_sign",
+    ...                                 depthwise_constraint="weight_clip", pointwise_constraint="weight_clip")
+    >>> tuple(layer(np.ones((2, 8, 8, 4), "float32")).shape)
+    (2, 6, 6, 16)
     """
 
     depthwise_kernel = _quantized_weight("depthwise_kernel", "depthwise_quantizer")

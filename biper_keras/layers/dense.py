@@ -15,6 +15,20 @@ class QuantDense(_QuantizedKernel, keras.layers.Dense):
         input_quantizer, kernel_quantizer, kernel_scale, kernel_scale_initializer:
             as in `QuantConv2D`.
         **kwargs: everything `keras.layers.Dense` accepts.
+
+    Input shape:
+        N-D tensor with shape: `(batch_size, ..., input_dim)`; most often
+        `(batch_size, input_dim)`.
+
+    Output shape:
+        N-D tensor with shape: `(batch_size, ..., units)`.
+
+    Example:
+
+    >>> layer = bk.QuantDense(10, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+    ...                       kernel_constraint="weight_clip")
+    >>> tuple(layer(np.ones((2, 64), "float32")).shape)
+    (2, 10)
     """
 
     def __init__(

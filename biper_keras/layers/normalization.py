@@ -10,12 +10,33 @@ class BatchNormalization(keras.layers.BatchNormalization):
     """`keras.layers.BatchNormalization`, with one fused kernel in training on TensorFlow.
 
     Keras 3 computes training-mode batch norm on the TF backend from separate ops
-    (moments, then the affine map), about 3x the time of TensorFlow's fused kernel that
-    tf_keras (and so Larq) uses. On the TF backend, for 4-D channels-last inputs without
-    mask or renorm, this layer runs `FusedBatchNormV3` in training and updates the
-    moving statistics exactly as Keras does (with the biased batch variance). Everything
-    else (inference, other backends, other inputs) is Keras's own code, so weights,
-    serialization and the inference graph that LCE folds are unchanged.
+    (moments, then the affine map), several times slower than TensorFlow's fused kernel
+    that tf_keras (and so Larq) uses. On the TF backend, for 4-D channels-last float32
+    inputs without mask, renorm or `synchronized=True`, this layer runs
+    `FusedBatchNormV3` in training and updates the moving statistics exactly as Keras
+    does (with the biased batch variance). Everything else (inference, other backends,
+    other inputs, and `synchronized=True`, whose statistics Keras reduces across
+    replicas) is Keras's own code, so weights, serialization and the inference graph
+    that LCE folds are unchanged.
+
+    Args:
+        axis, momentum, epsilon, center, scale, ..., synchronized, **kwargs: as in
+            `keras.layers.BatchNormalization` (the fused kernel needs
+            `epsilon >= 1.001e-5`; a smaller one takes Keras's path).
+
+    Input shape:
+        Arbitrary. The fused path applies to 4-D `(batch_size, height, width,
+        channels)` inputs normalized over the last axis.
+
+    Output shape:
+        Same shape as the input.
+
+    Example:
+
+    >>> layer = bk.BatchNormalization(momentum=0.9)
+    >>> y = layer(np.random.default_rng(0).normal(size=(8, 4, 4, 3)).astype("float32"), training=True)
+    >>> tuple(y.shape)
+    (8, 4, 4, 3)
     """
 
     def _can_fuse(self, inputs, training, mask):
@@ -24,6 +45,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
             and self.trainable
             and mask is None
             and not self.renorm
+            and not self.synchronized  # Keras's own path reduces the moments across replicas
             and keras.backend.backend() == "tensorflow"
             and len(inputs.shape) == 4
             and self.axis in (-1, 3)

@@ -22,8 +22,8 @@ from biper_keras.quantizers.core import (
     Quantizer,
     SteSign,
     binary_sign,
-    check_metrics,
-    check_positive_number,
+    check_metrics,  # noqa: F401  (a validator the package uses, not API)
+    check_positive_number,  # noqa: F401  (same)
     sign_swish,
     sign_swish_derivative,
     ste_gradient,
@@ -64,8 +64,6 @@ __all__ = [
     "ste_gradient",
     "sign_swish",
     "sign_swish_derivative",
-    "check_positive_number",
-    "check_metrics",
     "get",
     "serialize",
     "deserialize",

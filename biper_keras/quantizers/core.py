@@ -20,6 +20,8 @@ import warnings
 import keras
 from keras import ops
 
+from biper_keras import _compat
+
 __all__ = [
     "DEFAULT_OMEGA",
     "Quantizer",
@@ -133,10 +135,7 @@ def check_metrics(metrics):
 def _stateless():
     """True while Keras traces shapes or runs a stateless (JAX) step: variable updates
     there are either impossible (tracers) or dropped."""
-    from keras.src.backend.common.stateless_scope import in_stateless_scope
-    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
-
-    return in_stateless_scope() or in_symbolic_scope()
+    return _compat.in_stateless_or_symbolic_scope()
 
 
 class Quantizer(keras.layers.Layer):
