@@ -1,13 +1,13 @@
 """Quantized convolutions with Larq's argument names.
 
-`QuantConv2D` and `QuantDense` subclass `keras.layers.Conv2D` / `Dense` and hook into
-their two seams rather than rewriting `call`:
+`QuantConv2D` subclasses `keras.layers.Conv2D` and keeps its two seams:
 
 - the `kernel` property returns the *quantized* kernel (times the optional per-channel
   scale alpha) during the layer's own forward pass and inside
   `context.quantized_scope(True)`; anywhere else it is the latent real weight (the
   variable in `_kernel`, which trains and is saved), Larq's rule;
-- `convolution_op(inputs, kernel)` (conv) / `call` (dense) binarizes the inputs first.
+- `convolution_op(inputs, kernel, training)` binarizes the inputs first; `call` passes
+  it `training` (the per-sample normalization and the +1-padding route depend on it).
 
 On the TensorFlow backend the inference graph of a binarized conv is exactly what Larq
 Compute Engine fuses into `LceBconv2d`: `sign(sign(x) + c)` on the input, an optional
