@@ -91,6 +91,12 @@ def test_every_number_in_a_marked_block_is_in_its_results_file(markdown, sources
     assert not wrong, f"{markdown.name}: numbers not in {sources} (rerun its command, copy its output): {wrong}"
 
 
+def test_the_training_step_results_are_quoted_in_the_readme_and_results_page():
+    for md in (ROOT / "README.md", ROOT / "docs" / "results.md"):
+        sources = [s for m in BLOCK.finditer(md.read_text(encoding="utf-8")) for s in m.group(1).split()]
+        assert "docs/results/train_step.json" in sources, md
+
+
 def test_the_check_catches_a_stale_number_and_skips_words_code_and_dates():
     numbers = [311.6, 296.9, 1.0494, 128, 10000]
     good = "| tensorflow | 312 | 297 | 1.05 |\nbatch 128, 10,000 images, ResNet-20 on x86-64, 2026-12-03, `--rounds 7`."
@@ -99,3 +105,15 @@ def test_the_check_catches_a_stale_number_and_skips_words_code_and_dates():
     assert mismatches("| tensorflow | 382 | 297 | 1.15 |", numbers) == ["382", "1.15"]
     assert mismatches("BiPer / Larq = 0.97×.", numbers) == ["0.97"]
 
+
+def test_the_training_step_files_ratios_and_verdicts_follow_from_its_times():
+    saved = json.loads((ROOT / "docs" / "results" / "train_step.json").read_text(encoding="utf-8"))
+    assert saved["meta"]["command"].startswith("python benchmarks/train_step.py")
+    for backend, ratios in saved["ratios"].items():
+        times = saved["results"][backend]
+        for name, ratio in ratios.items():
+            num, den = name.split("/")
+            assert ratio == round(times[num] / times[den], 2), (backend, name)
+    for target in saved["targets"]:
+        assert target["measured"] == saved["ratios"][target["backend"]][target["ratio"]]
+        assert target["met"] == (target["measured"] <= target["limit"])
