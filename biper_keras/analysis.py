@@ -16,6 +16,7 @@ The math is plain NumPy (float64), usable on any Keras backend and without a mod
 import dataclasses
 import json
 import math
+import os
 import pathlib
 
 import keras
@@ -193,6 +194,9 @@ def plot_qe_curve(bs, path, omegas=None):
 
     bs = [float(v) for v in np.atleast_1d(_positive("b", bs))]
     omegas = np.linspace(0.1, 100.0, 1000) if omegas is None else _positive("omega", omegas)
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    _check_image_path(path, FigureCanvasBase.get_supported_filetypes())
     x_star, qe_star = laplace_qe_max()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for b in bs:
@@ -207,6 +211,22 @@ def plot_qe_curve(bs, path, omegas=None):
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _check_image_path(path, formats):
+    """matplotlib writes `path + ".png"` when `path` has no known extension (a folder
+    `plots` becomes a file `plots.png` beside it): refuse what would not be written as
+    named."""
+    text = os.fspath(path) if isinstance(path, (str, os.PathLike)) else None
+    if not text:
+        raise ValueError(f"Argument `path` must name an image file to write. Received: path={path!r}.")
+    if os.path.isdir(text):
+        raise ValueError(f"Argument `path` is a folder: {text}. Name the image file to write, e.g. "
+                         f"{os.path.join(text, 'qe_curve.png')}.")
+    suffix = os.path.splitext(text)[1].lower().lstrip(".")
+    if suffix not in formats:
+        raise ValueError(f"Argument `path` must end with an image format matplotlib writes "
+                         f"({', '.join('.' + f for f in sorted(formats))}). Received: path={text!r}.")
 
 
 class QEMonitor(keras.callbacks.Callback):

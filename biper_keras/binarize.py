@@ -1,5 +1,5 @@
-"""`binarize(model)`: a float Keras 3 model with its eligible convolutions and dense
-layers replaced by quantized ones.
+"""`binarize(model)`: a float Keras 3 model with its eligible convolutions, dense
+layers and attention layers replaced by quantized ones.
 
     model = keras.applications.ResNet50(weights=None)
     bnn, report = binarize(model, quantizer="biper")
@@ -14,11 +14,16 @@ import numpy as np
 
 from biper_keras import _compat
 from biper_keras import quantizers as quantizers_lib
-from biper_keras.rebuild import rebuild
+from biper_keras.rebuild import own_variables, rebuild
 
 __all__ = ["binarize", "BinarizeReport", "float_twin"]
 
-_QUANT = {"Conv2D": "QuantConv2D", "Dense": "QuantDense"}
+_QUANT = {"Conv2D": "QuantConv2D", "Dense": "QuantDense", "EinsumDense": "QuantEinsumDense",
+          "MultiHeadAttention": "QuantMultiHeadAttention"}
+_FLOAT = {"QuantConv2D": "Conv2D", "QuantDense": "Dense", "QuantConv1D": "Conv1D",
+          "QuantDepthwiseConv2D": "DepthwiseConv2D", "QuantSeparableConv2D": "SeparableConv2D",
+          "QuantEinsumDense": "EinsumDense", "QuantMultiHeadAttention": "MultiHeadAttention"}
+_CANDIDATES = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.EinsumDense, keras.layers.MultiHeadAttention)
 
 
 @dataclasses.dataclass
@@ -38,14 +43,46 @@ def _rebuildable(model):
 
 
 def _why_not(layer):
-    if type(layer) not in (keras.layers.Conv2D, keras.layers.Dense):
+    if type(layer) not in _CANDIDATES:
         return None  # not a candidate at all
+    if getattr(layer, "quantization_mode", None) is not None or getattr(layer, "lora_enabled", False):
+        return "already quantized by Keras (quantize() or LoRA)"
     if isinstance(layer, keras.layers.Conv2D):
         if layer.groups != 1:
             return f"grouped convolution (groups={layer.groups}) has no binary LCE kernel"
         if layer.data_format != "channels_last":
             return "channels_first data format (LCE needs NHWC)"
     return ""
+
+
+def _layers_in_graph(model, keep=()):
+    """The layers of `model` and of the models nested in it (whose configs hold their
+    layers), in order; raises ValueError for a layer that holds a convolution, dense or
+    attention layer in its own code, which a rebuild from the config cannot reach."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            if not _rebuildable(layer) and layer.name not in keep:
+                _refuse_held(layer)
+            found += _layers_in_graph(layer, keep) if _rebuildable(layer) else [layer]
+            continue
+        found.append(layer)
+        if type(layer) not in _CANDIDATES and layer.name not in keep:
+            _refuse_held(layer)
+    return found
+
+
+def _refuse_held(layer):
+    held = [inner for inner in _compat.flatten_layers(layer) if type(inner) in _CANDIDATES]
+    if held:
+        names = ", ".join(f"{type(h).__name__} {h.name!r}" for h in held[:3])
+        raise ValueError(
+            f"binarize cannot reach inside layer {layer.name!r} ({type(layer).__name__}): it creates {names}"
+            f"{f' and {len(held) - 3} more' if len(held) > 3 else ''} in its own code, so its config does not "
+            "hold them and a rebuilt model would get them float. Build the block from Keras layers in a "
+            "functional model (or a nested Sequential/functional model), or with biper_keras.layers' "
+            "QuantDense / QuantEinsumDense / QuantMultiHeadAttention directly, or pass it in `keep`."
+        )
 
 
 def _is_relu(layer):
@@ -65,13 +102,20 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
              keep_first=True, keep_last=True, keep=()):
     """Returns `(binary_model, report)`.
 
-    Every plain `Conv2D` / `Dense` becomes a `QuantConv2D` / `QuantDense` with
+    Every plain `Conv2D` / `Dense` / `EinsumDense` / `MultiHeadAttention` becomes a
+    `QuantConv2D` / `QuantDense` / `QuantEinsumDense` / `QuantMultiHeadAttention` (all
+    four projections quantized, the attention itself float) with
     `kernel_quantizer=quantizer` and `input_quantizer`, except the first and last of them
     (when `keep_first` / `keep_last`), layers named in `keep`, and layers LCE cannot run
     as binary (grouped or channels-first convs). SAME-padded convs get `pad_values=1.0`
     (LCE's fast path). The float weights become the latent weights; with
-    `kernel_scale="channel"` alpha starts at the mean |w| of each output channel, so the
-    binarized layer starts at the float layer's scale.
+    `kernel_scale="channel"` alpha starts at the mean |w| of each output channel (unit),
+    so the binarized layer starts at the float layer's scale.
+
+    Layers of nested Sequential/functional models are reached. A custom layer that
+    creates convolution, dense or attention layers in its own code (a user's
+    `TransformerBlock`, keras-hub's encoder layers) is refused with its name: its
+    config does not hold those layers, so a rebuild cannot replace them.
 
     Args:
         model: a Sequential or functional Keras 3 model.
@@ -81,11 +125,14 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
     _check_rebuildable(model)
     kernel_q = keras.saving.serialize_keras_object(quantizers_lib.get(quantizer))
     input_q = keras.saving.serialize_keras_object(quantizers_lib.get(input_quantizer))
-    chosen, kept = _choose(model, keep_first, keep_last, keep)
-    binary = rebuild(model, _to_quantized(chosen, kernel_q, input_q, kernel_scale),
-                     _latent_weights(chosen, kernel_scale))
+    for name in keep:
+        if not isinstance(name, str):
+            raise TypeError(f"Argument `keep` must hold layer names. Received: keep={keep!r}.")
+    graph = _layers_in_graph(model, set(keep))
+    chosen, kept = _choose(graph, keep_first, keep_last, keep)
+    binary = rebuild(model, _to_quantized(chosen, kernel_q, input_q, kernel_scale), pair_weights=_latent_weights)
     _warn_if_after_relu(model, chosen)
-    order = [l.name for l in model.layers]
+    order = [l.name for l in graph]
     report = BinarizeReport(
         binarized=[n for n in order if n in chosen],
         kept={n: kept[n] for n in order if n in kept},
@@ -94,18 +141,27 @@ def binarize(model, quantizer="biper", *, input_quantizer="approx_sign", kernel_
 
 
 def _check_rebuildable(model):
+    """TypeError/ValueError at once unless `model` is a built Sequential or functional
+    Keras 3 model (its weights are carried, so they must exist)."""
     if not isinstance(model, keras.Model):
-        raise TypeError(f"`model` must be a Keras 3 model. Received: {type(model).__name__}.")
+        received = (f"model={model!r}, a file name: load it first, keras.models.load_model(path)"
+                    if isinstance(model, str) else f"{type(model).__name__}")
+        raise TypeError(f"Argument `model` must be a Keras 3 model (Sequential or functional). Received: {received}.")
     if not _rebuildable(model):
         raise ValueError(
             f"binarize needs a Sequential or functional model; {type(model).__name__} is subclassed "
             "and cannot be rebuilt from its config. Build it functionally or use QuantConv2D directly."
         )
+    if not model.built:
+        raise ValueError(
+            f"Argument `model` must be built (its weights become the latent weights). Received: Sequential "
+            f"{model.name!r} with no input shape yet: start it with keras.Input(shape), or call "
+            "model.build((None, *shape)).")
 
 
-def _choose(model, keep_first, keep_last, keep):
+def _choose(layers, keep_first, keep_last, keep):
     """(names of the layers to binarize, {name: why kept} for the candidates kept float)."""
-    candidates = [l for l in model.layers if _why_not(l) is not None]
+    candidates = [l for l in layers if _why_not(l) is not None]
     kept = {}
     for layer in candidates:
         if _why_not(layer):
@@ -136,22 +192,25 @@ def _to_quantized(chosen, kernel_q, input_q, kernel_scale):
     return to_quantized
 
 
-def _latent_weights(chosen, kernel_scale):
-    """The weights of each rebuilt layer: the float ones, plus alpha (mean |w| of each
-    output channel) for the chosen layers with a per-channel scale."""
+def _latent_weights(source, target):
+    """The weights of a rebuilt (possibly nested) layer: the float ones, plus alpha
+    (mean |w| of each output unit) where the quantized layer has a scale."""
+    values = [np.array(w) for w in own_variables(source)]
+    if getattr(target, "alpha", None) is not None and getattr(source, "alpha", None) is None:
+        values.append(_mean_abs_per_unit(values[0], target))
+    return values
 
-    def weights(layer):
-        values = layer.get_weights()
-        if layer.name in chosen and kernel_scale == "channel":
-            kernel = values[0]
-            values.append(np.mean(np.abs(kernel.reshape(-1, kernel.shape[-1])), axis=0))
-        return values
 
-    return weights
+def _mean_abs_per_unit(kernel, layer):
+    """mean |w| over the kernel's input axes, in the shape of `layer`'s alpha."""
+    units = getattr(layer, "_unit_axes", None) or (kernel.ndim - 1,)
+    contracted = tuple(i for i in range(kernel.ndim) if i not in units)
+    return np.mean(np.abs(kernel), axis=contracted).reshape(layer.alpha.shape)
 
 
 def _warn_if_after_relu(model, chosen):
-    after_relu = [name for name in sorted(chosen) if _follows_relu(model.get_layer(name))]
+    top = {l.name for l in model.layers}
+    after_relu = [name for name in sorted(chosen) if name in top and _follows_relu(model.get_layer(name))]
     if after_relu:
         warnings.warn(
             f"binarize: the input of {', '.join(after_relu[:3])}"
@@ -164,23 +223,22 @@ def _warn_if_after_relu(model, chosen):
 def float_twin(model):
     """The inverse of `binarize`: the same Keras 3 model with every quantized layer
     replaced by its float Keras layer (`QuantConv2D` -> `Conv2D`, `QuantDense` -> `Dense`,
-    and the 1-D, depthwise and separable convs likewise), carrying the latent kernels and
-    biases; the per-channel scale alpha, if any, is dropped."""
+    `QuantEinsumDense` -> `EinsumDense`, `QuantMultiHeadAttention` ->
+    `MultiHeadAttention`, and the 1-D, depthwise and separable convs likewise), carrying
+    the latent kernels and biases; the scale alpha, if any, and the quantizers' own
+    variables (an annealed mu) are dropped."""
     from biper_keras import layers as quant_layers
 
-    swap = {"QuantConv2D": "Conv2D", "QuantDense": "Dense", "QuantConv1D": "Conv1D",
-            "QuantDepthwiseConv2D": "DepthwiseConv2D", "QuantSeparableConv2D": "SeparableConv2D"}
-
     def to_float(node):
-        if node["class_name"] in swap:
-            node.update(class_name=swap[node["class_name"]], module="keras.layers", registered_name=None)
+        if node["class_name"] in _FLOAT:
+            node.update(class_name=_FLOAT[node["class_name"]], module="keras.layers", registered_name=None)
             for key in quant_layers.QUANTIZATION_CONFIG_KEYS:
                 node["config"].pop(key, None)
 
-    def latent_weights(layer):
+    def latent_weights(source, target):
         # A quantized layer's variables are its latent weights (quantization happens
         # when they are read); only alpha has no float counterpart.
-        alpha = getattr(layer, "alpha", None)
-        return [w for w in layer.weights if w is not alpha]
+        alpha = getattr(source, "alpha", None)
+        return [np.array(w) for w in own_variables(source) if w is not alpha]
 
-    return rebuild(model, to_float, latent_weights)
+    return rebuild(model, to_float, pair_weights=latent_weights)

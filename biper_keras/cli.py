@@ -112,7 +112,9 @@ def _convert(args):
         warnings.simplefilter("always")
         result = convert.convert(model, target=args.target, input_shape=args.input_shape,
                                  verify=not args.no_verify, strict=not args.allow_unfused,
-                                 data=data, min_top1=args.min_top1)
+                                 data=data, min_top1=args.min_top1,
+                                 on_mismatch="report" if args.allow_mismatch else "raise",
+                                 weights=args.weights)
     for w in caught:
         if issubclass(w.category, UserWarning) and "no quantized layers" in str(w.message):
             print(f"biper-keras: warning: {w.message}", file=sys.stderr)
@@ -132,7 +134,7 @@ def _check_output(output, inputs):
     if not output:
         raise CommandError("-o/--output is empty: name the .tflite file to write")
     if os.path.isdir(output):
-        raise CommandError(f"-o/--output {output} is a folder: name the .tflite file to write")
+        raise CommandError(f"-o/--output {output} is a folder: name the .tflite file to write", EXIT_IO)
     for path in inputs:
         if os.path.exists(output) and os.path.exists(path) and os.path.samefile(output, path):
             raise CommandError(f"-o/--output {output} is the input {path}: writing it would replace it")
@@ -255,7 +257,7 @@ def _recipe(args):
     from biper_keras.training import Recipe, Stage
 
     defaults = Recipe()
-    if not Recipe(kernel_quantizer=args.quantizer).two_stage:  # the rule: one stage, one value
+    if not Recipe(kernel_quantizer=_none(args.quantizer)).two_stage:  # the rule: one stage, one value
         for name in ("epochs", "lr", "weight_decay", "tau"):
             text = getattr(args, name)
             if text is not None and "," in str(text):
@@ -269,15 +271,37 @@ def _recipe(args):
     tau = _pair(args.tau, float, "tau") if args.tau is not None else [defaults.stage1.tau, defaults.stage2.tau]
     if args.limit is not None and args.limit < 1:
         raise CommandError(f"--limit must be >= 1 (images per split), got {args.limit}")
-    recipe = Recipe(model=args.model, kernel_quantizer=args.quantizer, input_quantizer=args.input_quantizer,
+    recipe = Recipe(model=args.model, kernel_quantizer=_none(args.quantizer), input_quantizer=_none(args.input_quantizer),
                     omega=args.omega, stage1=Stage(epochs[0], lr[0], wd[0], tau[0]),
                     stage2=Stage(epochs[1], lr[1], wd[1], tau[1]), batch_size=args.batch_size,
                     warmup_epochs=args.warmup_epochs, seed=args.seed, weight_decay_mode=args.weight_decay_mode,
-                    precision=args.precision, steps_per_execution=args.steps_per_execution)
+                    precision=args.precision, steps_per_execution=args.steps_per_execution,
+                    init_from=getattr(args, "init_from", None))
     return recipe.validate()
 
 
+def _none(name):
+    """A quantizer name from the command line; "none": no quantizer (a float layer)."""
+    return None if name == "none" else name
+
+
 def _datasets(args, source):
+    """The data pipelines; the data's warnings (image files skipped when listing) print as
+    one line each, before any training starts."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        datasets = _make_datasets(args, source)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"biper-keras: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return datasets
+
+
+def _make_datasets(args, source):
     from biper_keras import data
 
     settings = data.preprocessing_for(source, args.model)
@@ -333,6 +357,8 @@ def _train(args):
     import keras
 
     recipe = _recipe(args)
+    if recipe.init_from is not None:  # before the data is read
+        _readable_file(recipe.init_from, "Keras model")
     if args.deterministic:
         from biper_keras.training import make_deterministic
 
@@ -411,7 +437,8 @@ def _add_recipe_arguments(parser, recipe):
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16", "mixed_float16"], default=recipe.precision,
                         help="Keras dtype policy (mixed: float32 latent weights and binary decisions; for GPUs)")
     parser.add_argument("--tau", help=f"sin^2 regularizer weights (default {s1.tau:g},{s2.tau:g}; 0 disables)")
-    parser.add_argument("--input-quantizer", default=recipe.input_quantizer, help="activation binarizer")
+    parser.add_argument("--input-quantizer", default=recipe.input_quantizer,
+                        help="activation binarizer (none: float activations)")
     parser.add_argument("--batch-size", type=int, default=recipe.batch_size, help="global batch")
     parser.add_argument("--steps-per-execution", type=int, default=recipe.steps_per_execution,
                         help="training steps per compiled call (fewer host round trips on a GPU/TPU)")
@@ -502,9 +529,13 @@ def _add_convert(commands):
     conv.add_argument("--data", help=".npy inputs for the parity check (default: random)")
     conv.add_argument("--no-verify", action="store_true", help="skip the parity check")
     conv.add_argument("--allow-unfused", action="store_true",
-                      help="convert even if a quantized conv did not become LceBconv2d")
+                      help="convert even if a quantized conv did not become LceBconv2d (exit 5 otherwise)")
+    conv.add_argument("--allow-mismatch", action="store_true",
+                      help="keep the result even if LCE and Keras disagree (exit 6 otherwise)")
     conv.add_argument("--min-top1", type=float, default=_default(convert.convert, "min_top1"),
                       help="parity: top-1 agreement needed")
+    conv.add_argument("--weights", choices=["float", "int8"], default=_default(convert.convert, "weights"),
+                      help="int8: store binary weights of float ops (W1A32) as int8, losslessly")
     conv.add_argument("--json", action="store_true", help="print the report as JSON")
     conv.set_defaults(run=_convert)
 
@@ -515,7 +546,9 @@ def _add_train(commands, recipe):
     tr.add_argument("--stage", choices=["both", "1", "2"], default="both", help="which stages to run")
     tr.add_argument("--omega", type=float, default=recipe.omega, help="BiPer's omega_0")
     tr.add_argument("--quantizer", default=recipe.kernel_quantizer,
-                    help="weight binarizer: biper (two stages) or any registered name (one stage)")
+                    help="weight binarizer: biper (two stages), any registered name (one stage), none (float)")
+    tr.add_argument("--init-from", help="fine-tune: start from this trained float .keras model of the same --model "
+                                        "(trained with --quantizer none --input-quantizer none)")
     tr.add_argument("--no-convert", action="store_true", help="stop at the .keras model")
     tr.add_argument("--backend", choices=["tensorflow", "jax", "torch"])
     tr.add_argument("--deterministic", action="store_true",

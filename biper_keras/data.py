@@ -14,8 +14,13 @@ import numpy as np
 __all__ = ["load_image_folder", "data_folder", "image_datasets", "Datasets", "preprocessing_for"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-# The first bytes of the formats tf.io.decode_image reads.
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"GIF87a", b"GIF89a")
+# The first bytes of the formats read here (tf.io.decode_image and PIL both read them).
+_MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"BM": "BMP", b"GIF87a": "GIF", b"GIF89a": "GIF"}
+# Image formats users keep in folders that are not read here: named when met, so that a
+# folder of them is not reported as empty.
+_OTHER_IMAGE_SUFFIXES = (".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".ppm", ".pgm",
+                         ".pbm", ".pnm", ".ico", ".svg", ".dng", ".cr2", ".nef", ".arw")
+_SUPPORTED = "JPEG, PNG, BMP, GIF (" + " ".join(IMAGE_SUFFIXES) + ")"
 
 
 def data_folder(root=None):
@@ -25,6 +30,9 @@ def data_folder(root=None):
     if not chosen:
         raise ValueError("No data folder given: pass `root` or set BIPER_DATA_DIR.")
     path = pathlib.Path(chosen).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"Data folder {path} is a file, not a folder: give the folder that holds "
+                         "train/<class>/* and test/<class>/* (an archive must be unpacked first).")
     if not path.is_dir():
         raise ValueError(f"Data folder not found: {path}")
     return path
@@ -62,62 +70,170 @@ def _open_image(path):
         raise ValueError(f"Cannot read image {path}: {err}") from None
 
 
+def _warn(message):
+    """A UserWarning attributed to the first caller outside this package (Python 3.11
+    has no `skip_file_prefixes`), so that it does not show a line of the package."""
+    import sys
+    import warnings
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
 def _class_files(folder):
-    """[(class name, sorted image files)] of an image folder, classes alphabetical;
-    files that are not images (by suffix) are ignored."""
+    """[(class name, sorted image files)] of an image folder, classes alphabetical.
+
+    Files with other suffixes are ignored; files with an image suffix that would not
+    decode (wrong first bytes, truncated, a decompression bomb: see `_image_problem`)
+    are skipped and counted in one warning naming the first and its problem, as are
+    files in an image format not read here (.webp, .tiff, ...). A class folder left
+    with no image is a ValueError naming what it holds."""
     if not folder.is_dir():
         raise ValueError(f"Split folder not found: {folder} (expected root/{{train,test}}/<class>/*)")
     # Hidden folders (.ipynb_checkpoints, .git) are not classes.
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ValueError(f"No class folders in {folder}")
-    result, skipped = [], []
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS  # read now: a user may have raised it (or set None)
+    result, skipped, foreign = [], [], []
     # Reading the first bytes of every file is I/O-bound: threads overlap the waits
     # (ImageNet-sized folders, network file systems). One pool for the whole split.
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         for name in classes:
-            files = sorted(f for f in (folder / name).iterdir()
-                           if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
-            images = []
-            for f, ok in zip(files, pool.map(_looks_like_an_image, files)):
-                (images if ok else skipped).append(f)
+            listed = sorted(f for f in (folder / name).iterdir() if not f.name.startswith("."))
+            files = [f for f in listed if f.suffix.lower() in IMAGE_SUFFIXES]
+            others = [f for f in listed if f.suffix.lower() in _OTHER_IMAGE_SUFFIXES]
+            images, bad = [], []
+            for f, problem in zip(files, pool.map(lambda f: _image_problem(f, limit), files)):
+                if problem is None:
+                    images.append(f)
+                else:
+                    bad.append((f, problem))
             if not images:
-                raise ValueError(f"Class folder {folder / name} has no images")
+                raise ValueError(f"Class folder {folder / name} has no images to read: {_holds(bad, others)}")
             result.append((name, images))
+            skipped += bad
+            foreign += others
     if len(classes) == 1:
         raise ValueError(f"Only one class folder in {folder} ({classes[0]}): a classifier needs at least two")
-    if skipped:
-        import warnings
-
-        warnings.warn(f"{len(skipped)} file(s) in {folder} have an image suffix but are not JPEG/PNG/BMP/GIF "
-                      f"data, skipped (first: {skipped[0]}; wrong first bytes, truncated, or over "
-                      f"{_MAX_PIXELS} pixels).", stacklevel=3)
+    if skipped or foreign:
+        parts = []
+        if skipped:
+            first, problem = skipped[0]
+            parts.append(f"skipped {len(skipped)} image file(s) that would not decode (first: {first}: {problem})")
+        if foreign:
+            parts.append(f"ignored {len(foreign)} file(s) in a format not read here "
+                         f"({_suffix_counts(foreign)}; read: {_SUPPORTED})")
+        _warn(f"{folder}: " + "; ".join(parts) + ".")
     return result
 
 
-# PIL's own decompression-bomb limit (it raises above twice Image.MAX_IMAGE_PIXELS).
-_MAX_PIXELS = 2 * 89_478_485
+def _suffix_counts(files):
+    counts = {}
+    for f in files:
+        counts[f.suffix.lower()] = counts.get(f.suffix.lower(), 0) + 1
+    return ", ".join(f"{n} {suffix}" for suffix, n in sorted(counts.items()))
 
 
-def _looks_like_an_image(path):
-    # Checked when listing, not when decoding: a file that fails to decode inside
-    # tf.data stops training mid-epoch, and tf.data's ignore_errors() makes the dataset
-    # size unknown (then Keras 3.15 counts one extra optimizer step per epoch). Cheap
-    # checks only (head and tail): a truncated JPEG has no end marker, a truncated PNG
-    # no IEND chunk, and a PNG's header gives its size (decompression bombs).
-    with open(path, "rb") as f:
-        head = f.read(24)
-        if not head.startswith(_MAGIC):
-            return False
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 64))
-        tail = f.read()
-    if head.startswith(b"\xff\xd8\xff"):
-        return b"\xff\xd9" in tail
-    if head.startswith(b"\x89PNG"):
-        width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-        return b"IEND" in tail and 0 < width * height <= _MAX_PIXELS
-    return True
+def _holds(bad, others):
+    """What an image-less class folder holds, in a few words."""
+    if others:
+        return (f"it holds {_suffix_counts(others)} file(s), a format not read here; convert them to one of "
+                f"{_SUPPORTED}")
+    if bad:
+        return f"{len(bad)} file(s) would not decode (first: {bad[0][0]}: {bad[0][1]})"
+    return f"no {_SUPPORTED} file in it"
+
+
+def _image_problem(path, max_pixels):
+    """None if `path` looks like a complete JPEG/PNG/BMP/GIF of at most `max_pixels`
+    pixels (None: no limit), else the problem in a few words.
+
+    Checked when listing, not when decoding: a file that fails to decode inside tf.data
+    stops training mid-epoch, and tf.data's ignore_errors() makes the dataset size
+    unknown (then Keras 3.15 counts one extra optimizer step per epoch). Cheap checks
+    only, never a decode: the first bytes (format), the header's image size (a
+    decompression bomb is a small file declaring billions of pixels: PIL refuses twice
+    Image.MAX_IMAGE_PIXELS, TensorFlow would allocate them), and the end (a truncated
+    JPEG has no end marker, a truncated PNG no IEND chunk, a truncated BMP is shorter
+    than its header says)."""
+    with open(path, "rb", buffering=0) as f:
+        head = f.read(_HEAD)  # a small image whole, in one read
+        kind = next((k for magic, k in _MAGIC.items() if head.startswith(magic)), None)
+        if kind is None:
+            return f"not JPEG/PNG/BMP/GIF data (first bytes {head[:8]!r})"
+        size = _jpeg_size(head, f) if kind == "JPEG" else _header_size(kind, head)
+        end = os.fstat(f.fileno()).st_size
+        if end > len(head):
+            f.seek(end - 64)
+            tail = f.read()
+        else:
+            tail = head[-64:]
+    if kind == "JPEG" and b"\xff\xd9" not in tail:
+        return "truncated JPEG (no end-of-image marker)"
+    if kind == "PNG" and b"IEND" not in tail:
+        return "truncated PNG (no IEND chunk)"
+    if kind == "BMP" and int.from_bytes(head[2:6], "little") > end:
+        return f"truncated BMP ({end} of the {int.from_bytes(head[2:6], 'little')} bytes its header declares)"
+    if size is None:
+        return f"corrupt {kind} header (no image size in it)"
+    width, height = size
+    if width <= 0 or height <= 0:
+        return f"corrupt {kind} header (image size {width}x{height})"
+    if max_pixels and width * height > max_pixels:
+        return (f"{width}x{height} pixels, over the decompression-bomb limit of {max_pixels} pixels "
+                "(Pillow's Image.MAX_IMAGE_PIXELS)")
+    return None
+
+
+def _header_size(kind, head):
+    """(width, height) from the fixed header of a PNG, GIF or BMP."""
+    if kind == "PNG":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if kind == "GIF":
+        return int.from_bytes(head[6:8], "little"), int.from_bytes(head[8:10], "little")
+    if int.from_bytes(head[14:18], "little") == 12:  # BMP: the old OS/2 header, 16-bit sizes
+        return int.from_bytes(head[18:20], "little"), int.from_bytes(head[20:22], "little")
+    return (int.from_bytes(head[18:22], "little", signed=True),
+            abs(int.from_bytes(head[22:26], "little", signed=True)))  # negative: top-down rows
+
+
+_HEAD = 4096  # bytes read first: most of a CIFAR-sized image, every header that matters
+
+# JPEG's start-of-frame markers (baseline, progressive, ...): the ones that carry the size.
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(head, f):
+    """(width, height) from a JPEG's start-of-frame segment, walking the segments from
+    the start: in `head` (the file's first bytes), then in the file `f` when the frame
+    header lies further (a large EXIF block); None if there is none before the image data."""
+    base, position = 0, 2  # head[0] is byte `base` of the file
+    for _ in range(1024):
+        if position + 9 > len(head):  # past what was read: read on from the file
+            base += position
+            f.seek(base)
+            head, position = f.read(_HEAD), 0
+            if len(head) < 9:
+                return None
+        if head[position] != 0xFF:
+            return None
+        marker = head[position + 1]
+        if marker == 0xFF:  # a fill byte
+            position += 1
+            continue
+        if marker == 0xDA:  # the scan starts: no frame header before it
+            return None
+        if marker in _SOF:
+            frame = head[position + 4:position + 9]
+            return int.from_bytes(frame[3:5], "big"), int.from_bytes(frame[1:3], "big")
+        position += 2 + int.from_bytes(head[position + 2:position + 4], "big")
+    return None
 
 
 # --- tf.data pipelines (TensorFlow's tf.data feeds every Keras backend) ---------------
@@ -134,8 +250,10 @@ class Datasets:
     """What `image_datasets` returns: `train` and `test` tf.data pipelines (batched,
     prefetched) and what a model builder needs to know about them."""
 
-    def __init__(self, train, test, class_names, image_shape, train_size, test_size):
+    def __init__(self, train, test, class_names, image_shape, train_size, test_size, size_from=None):
         self.train, self.test = train, test
+        # The image whose size `image_shape` was taken from (None: the size was given).
+        self.size_from = size_from
         self.class_names = class_names
         self.num_classes = len(class_names)
         self.image_shape = image_shape
@@ -161,9 +279,11 @@ def _folder_split(root, split, image_size, channels):
     # shuffle buffer smaller than the split must still see every class.
     order = np.random.RandomState(0).permutation(len(paths))
     paths, labels = [paths[i] for i in order], [labels[i] for i in order]
+    size_from = None
     if image_size is None:
         with _open_image(paths[0]) as first:
             image_size = (first.height, first.width)
+        size_from = paths[0]
 
     def decode(path, label):
         data = tf.io.read_file(path)
@@ -177,7 +297,7 @@ def _folder_split(root, split, image_size, channels):
         return tf.cast(tf.round(image), tf.uint8), label
 
     ds = tf.data.Dataset.from_tensor_slices((paths, labels)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds, classes, len(paths), (*image_size, channels)
+    return ds, classes, len(paths), (*image_size, channels), size_from
 
 
 def _tfds_split(name, split, image_size, channels, data_dir, download):
@@ -210,7 +330,7 @@ def _tfds_split(name, split, image_size, channels, data_dir, download):
         count = info.splits[split].num_examples
     except KeyError:  # e.g. under tfds.testing.mock_data: ask the dataset itself
         count = int(ds.cardinality())
-    return ds, classes, count, (*size, channels)
+    return ds, classes, count, (*size, channels), None
 
 
 def _augment(kind, image_shape):
@@ -297,7 +417,7 @@ def image_datasets(source=None, *, batch_size=128, image_size=None, channels=3, 
             splits[split] = _folder_split(data_folder(source), split, image_size, channels)
         else:
             splits[split] = _tfds_split(str(source), split, image_size, channels, data_dir, download)
-    (train, classes, n_train, shape), (test, test_classes, n_test, _) = splits[train_split], splits[test_split]
+    (train, classes, n_train, shape, size_from), (test, test_classes, n_test, *_) = splits[train_split], splits[test_split]
     if test_classes != classes:
         extra = sorted(set(test_classes) ^ set(classes))
         raise ValueError(f"The {train_split} and {test_split} splits have different classes "
@@ -329,7 +449,7 @@ def image_datasets(source=None, *, batch_size=128, image_size=None, channels=3, 
         size = n_train if training else n_test
         return ds.batch(max(1, min(batch_size, size)), drop_remainder=False).prefetch(tf.data.AUTOTUNE)
 
-    return Datasets(finish(train, True), finish(test, False), classes, shape, n_train, n_test)
+    return Datasets(finish(train, True), finish(test, False), classes, shape, n_train, n_test, size_from)
 
 
 def preprocessing_for(source=None, model=""):

@@ -6,6 +6,7 @@ import dataclasses
 import math
 
 from biper_keras.quantizers import DEFAULT_OMEGA, check_positive_number
+from biper_keras.quantizers.core import check_omega
 
 __all__ = ["Recipe", "Stage", "quickstart_recipe"]
 
@@ -35,6 +36,14 @@ class Recipe:
     `SGD(weight_decay=wd)` (`w -= lr * wd * w` outside momentum), about 10x weaker at
     momentum 0.9 for the same number. `model_options` go to the model builder (e.g.
     `{"head_batch_norm": False}`; see `biper_keras.models.resnet.resnet20`).
+
+    `init_from` is the fine-tuning route (train the float model, then binarize and
+    fine-tune it): the path of a trained float `.keras` model of the same architecture
+    (the recipe's model built with `kernel_quantizer=None, input_quantizer=None`, e.g. a
+    run of `Recipe(kernel_quantizer=None, input_quantizer=None)`). The first stage then
+    starts from its weights instead of a random initialization: they become the latent
+    weights, and each kernel scale alpha starts at the mean |w| of its output channel, as
+    `binarize()` does (see `training.initialize_from`). None: end-to-end training.
     """
 
     model: str = "resnet20"
@@ -58,6 +67,7 @@ class Recipe:
     # host round trips on an accelerator; callbacks then see every n-th batch. Same math.
     steps_per_execution: int = 1
     model_options: dict = dataclasses.field(default_factory=dict)
+    init_from: str = None  # path of a trained float .keras model: fine-tune from it
 
     def validate(self):
         from biper_keras.models import available_models
@@ -76,6 +86,7 @@ class Recipe:
         check_positive_number("omega", self.omega)
         if self.omega > _FLOAT32_MAX:  # inf in the float32 kernels: sin(inf * w) is NaN
             raise ValueError(f"Argument `omega` must be representable in float32 (< 3.4e38). Received: omega={self.omega!r}.")
+        check_omega(self.omega)
         for name in ("warmup_epochs", "seed", "batch_size", "steps_per_execution"):
             value = getattr(self, name)
             positive = name in ("batch_size", "steps_per_execution")
@@ -91,6 +102,9 @@ class Recipe:
         if not isinstance(self.model_options, dict):
             raise ValueError(f"Argument `model_options` must be a dict of model-builder arguments. "
                              f"Received: model_options={self.model_options!r}.")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise ValueError("Argument `init_from` must be None or the path (a str) of a trained float .keras "
+                             f"model. Received: init_from={self.init_from!r}.")
         return self
 
     @property

@@ -8,7 +8,12 @@
   separable conv) at the precision max(input precision, kernel precision); a
   per-channel scale alpha is a 32-bit
   parameter but not a MAC (Larq has no alpha);
-- a nested model (e.g. a Sequential block) is one row: the sums of its layers' rows.
+- a nested model (e.g. a Sequential block) is one row: the sums of its layers' rows;
+  so is a layer that holds weighted layers (a `MultiHeadAttention`, a user's
+  transformer block): the sums over its sublayers (quantizers aside) and its own
+  weights. An `EinsumDense` does `kernel size x output positions` MACs, its output
+  positions being the output's elements over the kernel's output units; attention's
+  own products (QK^T, AV) have no weights and are not counted (as in Larq).
 """
 
 import dataclasses
@@ -16,6 +21,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from biper_keras import _compat
 from biper_keras._tables import render
 
 __all__ = ["summary", "LayerStats", "ModelStats"]
@@ -27,6 +33,7 @@ _MAC_LAYERS = (
     keras.layers.DepthwiseConv2D,
     keras.layers.SeparableConv2D,
     keras.layers.Dense,
+    keras.layers.EinsumDense,
 )
 
 
@@ -124,14 +131,46 @@ def _weight_bits(layer, name):
     return 32
 
 
-def _output_shape(layer):
+def _output_shape(layer, hint=None):
+    """The layer's output shape, -1 for unknown sizes. `hint`, the output shape of the
+    layer that holds it, fills unknown leading sizes (the tokens of an attention
+    layer's projections, which Keras builds with an unknown token count)."""
+    shape = _known_output_shape(layer)
+    if shape is None or hint is None:
+        return shape
+    return tuple(h if d == -1 and i > 0 and i < len(hint) else d for i, (d, h) in
+                 enumerate(zip(shape, tuple(hint) + (None,) * len(shape))))
+
+
+def _known_output_shape(layer):
     try:
-        return tuple(-1 if d is None else int(d) for d in layer.output.shape)
+        shape = layer.output.shape
     except (AttributeError, ValueError):
-        return None
+        # A layer called inside another layer has no symbolic output: its shape
+        # follows from the input shape it was built with.
+        built = _compat.built_input_shape(layer)
+        if built is None:
+            return None
+        try:
+            shape = layer.compute_output_shape(built)
+        except Exception:
+            return None
+    return tuple(-1 if d is None else int(d) for d in shape)
 
 
-def _layer_stats(layer):
+def _output_positions(layer, shape):
+    """How many times each kernel weight is used per sample."""
+    if len(shape) <= 2:
+        return 1
+    if isinstance(layer, keras.layers.EinsumDense):
+        operands, output = layer.equation.split("->")
+        kernel = operands.split(",")[1]
+        units = int(np.prod([d for d, c in zip(layer._kernel.shape, kernel) if c in output]))
+        return int(np.prod(shape[1:])) // max(units, 1)
+    return int(np.prod(shape[1:-1]))
+
+
+def _layer_stats(layer, hint=None):
     weights = list(layer.weights)
     names = [w.path.split("/")[-1] for w in weights]
     if isinstance(layer, keras.layers.BatchNormalization):
@@ -139,9 +178,9 @@ def _layer_stats(layer):
                 or ("moving_mean" not in names or "moving_variance" not in names)]
         weights, names = [weights[i] for i in keep], [names[i] for i in keep]
     in_bits = _precision(getattr(layer, "input_quantizer", None))
-    shape = _output_shape(layer)
-    counts_macs = isinstance(layer, _MAC_LAYERS) and shape
-    pixels = int(np.prod(shape[1:-1])) if counts_macs and len(shape) > 2 else 1
+    shape = _output_shape(layer, hint)
+    counts_macs = isinstance(layer, _MAC_LAYERS) and shape and -1 not in shape[1:]
+    pixels = _output_positions(layer, shape) if counts_macs else 1
     p1 = p32 = memory = m1 = m32 = 0
     for w, name in zip(weights, names):
         count = int(np.prod(w.shape))
@@ -161,13 +200,36 @@ def _layer_stats(layer):
     return LayerStats(layer.name, in_bits, shape, p1, p32, memory, m1, m32)
 
 
-def _stats(layer):
-    if not isinstance(layer, keras.Model):
-        return _layer_stats(layer)
-    rows = [_stats(inner) for inner in layer.layers]
+def _weighted_sublayers(layer):
+    from biper_keras.quantizers import Quantizer
+
+    inside = _compat.flatten_layers(layer)
+    deeper = {id(deep) for inner in inside for deep in _compat.flatten_layers(inner)}
+    return [inner for inner in inside if id(inner) not in deeper and not isinstance(inner, Quantizer) and inner.weights]
+
+
+def _stats(layer, hint=None):
+    if isinstance(layer, keras.Model):
+        rows = [_stats(inner) for inner in layer.layers]
+    else:
+        inner = _weighted_sublayers(layer)
+        if not inner:
+            return _layer_stats(layer, hint)
+        shape = _output_shape(layer, hint)
+        rows = [_stats(sub, shape) for sub in inner]
+        held = {id(w) for sub in inner for w in sub.weights}
+        own = [w for w in layer.weights if id(w) not in held]
+        if own:
+            rows.append(_own_weights_stats(layer, own))
     sums = {f: sum(getattr(r, f) for r in rows) for f in
             ("params_1bit", "params_32bit", "memory_bits", "macs_1bit", "macs_32bit")}
     return LayerStats(layer.name, rows[0].input_precision if rows else None, _output_shape(layer), **sums)
+
+
+def _own_weights_stats(layer, weights):
+    """A container layer's own weights (e.g. a block's scale), as 32-bit parameters."""
+    count = sum(int(np.prod(w.shape)) for w in weights)
+    return LayerStats(layer.name, None, None, 0, count, 32 * count, 0, 0)
 
 
 def summary(model, print_fn=print):

@@ -10,6 +10,7 @@ import pathlib
 import random
 import re
 import time
+import types
 
 import keras
 import numpy as np
@@ -23,7 +24,7 @@ from biper_keras.recipe import _check_non_negative
 
 __all__ = ["MuSchedule", "annealed_quantizers", "annealing_callbacks", "harden", "to_binary_stage", "Recipe", "Stage",
            "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "compile_stage", "read_state",
-           "load_checkpoint", "make_deterministic", "seeded", "distribution_scope", "dtype_policy"]
+           "load_checkpoint", "make_deterministic", "seeded", "initialize_from", "distribution_scope", "dtype_policy"]
 
 _SCHEDULES = ("linear", "exponential")
 
@@ -228,14 +229,74 @@ def load_checkpoint(directory):
     """The model of the last complete epoch of a stage folder (with its optimizer)."""
     state = read_state(directory)
     path = pathlib.Path(directory) / state["checkpoint"]
+    return _load_saved(path, f"Checkpoint {path}", f"restore it, or move {path.parent} away to restart the stage "
+                       "from scratch", missing=f"though {path.parent / 'state.json'} names it as the last complete epoch's")
+
+
+def _load_saved(path, what, remedy, missing=""):
+    """keras.models.load_model(path), or a ValueError that names the file's real problem
+    (missing, empty, corrupt: Keras says "File not found" for an empty file) and `remedy`."""
+    if not path.exists():
+        raise ValueError(f"{what} is missing{', ' + missing if missing else ''}: {remedy}.")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ValueError(f"{what} is empty (0 bytes; a disk that filled up, or a copy that failed): {remedy}.")
     try:
         return keras.models.load_model(path)
     except Exception as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{what} could not be loaded, it is corrupt ({first}): {remedy}.") from None
+
+
+def _load_stage_model(out, stage):
+    """A finished stage's `model.keras`, with what to do when it cannot be loaded: without
+    it the stage ends again from its last checkpoint, if `state.json` names one."""
+    folder = out / f"stage{stage}"
+    state = read_state(folder)
+    then = (f"stage {stage} then ends again from its checkpoint of epoch {state['epochs_done']}" if state
+            else f"stage {stage} is then trained again")
+    return _load_saved(folder / "model.keras", f"{folder / 'model.keras'}",
+                       f"remove it and resume (CLI: --resume): {then}")
+
+
+def _first_model(recipe, stage, data):
+    """`build_model` for a new run, before anything is written. Images smaller than the
+    model's own input size are also run through it once (one image, inference): a
+    model that cannot take them (too small for its downsampling) is one ValueError
+    naming the image size and where it came from, not an error deep in a layer's call."""
+    import inspect
+
+    from biper_keras.models import registry
+
+    h, w, c = data.image_shape
+    default = inspect.signature(registry._BUILDERS[recipe.model]).parameters.get("input_shape")
+    design = tuple(default.default)[:2] if default is not None and default.default else (224, 224)
+    try:
+        model = build_model(recipe, stage, data)
+        if h < design[0] or w < design[1]:
+            model(np.zeros((1, h, w, c), "float32"), training=False)
+        return model
+    except Exception as err:
+        try:  # is it the size? the model's own input size builds
+            build_model(recipe, stage, types.SimpleNamespace(image_shape=(*design, c), num_classes=data.num_classes))
+        except Exception:
+            raise err from None
+        source = getattr(data, "size_from", None)
         raise ValueError(
-            f"Checkpoint {path} could not be loaded ({first}): move {path.parent} away "
-            "to restart the stage from scratch."
+            f"Images of {h}x{w} pixels{f' (the size of {source}, which sets it for all)' if source else ''} are too "
+            f"small for model {recipe.model!r} (built for {design[0]}x{design[1]}): {_layer_error(err)}. Use larger "
+            "images, or resize them (image_datasets(image_size=...))."
         ) from None
+
+
+def _layer_error(err):
+    """"in <Layer>: <cause>" from Keras's multi-line layer error (without its bold codes)."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line]
+    layer = re.search(r"calling (\w+)\.call", lines[0]) if lines else None
+    causes = [re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:.*$", "", line) for line in lines[1:]
+              if not line.startswith(("Arguments received", "•"))]
+    cause = causes[0] if causes else (lines[0] if lines else type(err).__name__)
+    return f"{layer.group(1) + ' fails: ' if layer else ''}{cause.rstrip('.')}"
 
 
 def _prepare_resume(folder, epochs_done):
@@ -282,9 +343,12 @@ def build_model(recipe, stage, data):
     else:
         quantizer = recipe.kernel_quantizer
     with seeded(recipe.seed):
-        return get_model(recipe.model, input_shape=data.image_shape, num_classes=data.num_classes,
-                         kernel_quantizer=quantizer, input_quantizer=recipe.input_quantizer,
-                         kernel_regularizer=regularizer, **recipe.model_options)
+        model = get_model(recipe.model, input_shape=data.image_shape, num_classes=data.num_classes,
+                          kernel_quantizer=quantizer, input_quantizer=recipe.input_quantizer,
+                          kernel_regularizer=regularizer, **recipe.model_options)
+    if recipe.init_from is not None:
+        initialize_from(model, _load_float_model(recipe.init_from), source=recipe.init_from)
+    return model
 
 
 @contextlib.contextmanager
@@ -425,6 +489,9 @@ def train(recipe, data, out_dir, *, stages=None, resume=False, verbose=1, callba
     binary kernel is computed from them in float32. Returns the summary dict.
     """
     recipe.validate()
+    if recipe.init_from is not None and not resume:  # a wrong float model fails before the folder is made
+        with dtype_policy(recipe.precision):
+            build_model(recipe, 1 if recipe.two_stage else 2, data)
     with dtype_policy(recipe.precision):
         return _train(recipe, data, out_dir, stages=stages, resume=resume, verbose=verbose, callbacks=callbacks,
                       distribute=distribute)
@@ -451,6 +518,10 @@ def _train(recipe, data, out_dir, *, stages, resume, verbose, callbacks, distrib
     scope = distribution_scope(distribute)
     out = pathlib.Path(out_dir)
     stages = stages or ((1, 2) if recipe.two_stage else (2,))
+    first = None
+    if not out.exists() or not any(out.iterdir()):  # a new run: its model must build before anything is written
+        with scope():
+            first = _first_model(recipe, stages[0], data)
     summary = _open_run(recipe, data, out, resume)
     steps_per_epoch = max(1, math.ceil(data.train_size / recipe.batch_size))
     planned = [(s, (recipe.stage1 if s == 1 else recipe.stage2).epochs) for s in stages]
@@ -464,12 +535,13 @@ def _train(recipe, data, out_dir, *, stages, resume, verbose, callbacks, distrib
         for stage in stages:
             run = _StageRun(recipe, data, out, stage, steps_per_epoch, summary)
             if resume and run.final.exists():  # trained before: evaluated, if that was interrupted
-                previous = keras.models.load_model(run.final)
+                previous = _load_stage_model(out, stage)
                 if "test_accuracy" not in summary.get(f"stage{stage}", {}):
                     run.commit(previous, _read_fit(run.folder) or {"epochs": run.settings.epochs})
                 continue
             state = run.resume_state() if resume else None
-            model, initial_epoch = run.start(state, previous)
+            model, initial_epoch = run.start(state, previous, built=first)
+            first = None
             model, fit = run.fit(model, initial_epoch, planned, verbose, callbacks)
             run.commit(model, fit)
             previous = model
@@ -525,16 +597,19 @@ class _StageRun:
         _prepare_resume(self.folder, state["epochs_done"] if state else 0)
         return state
 
-    def start(self, state, previous):
+    def start(self, state, previous, built=None):
         """The compiled model to fit and its first epoch: the checkpoint of `state`, stage
-        2 from stage 1's model (`previous`, or the one saved in the run), or a new model."""
+        2 from stage 1's model (`previous`, or the one saved in the run), `built` (a new
+        run's first model, built before anything was written), or a new model."""
         recipe, stage = self.recipe, self.stage
         if state:
             return load_checkpoint(self.folder), state["epochs_done"]
         stage1_file = self.out / "stage1" / "model.keras"
         if stage == 2 and recipe.two_stage and previous is None and stage1_file.exists():
-            previous = keras.models.load_model(stage1_file)
-        if stage == 2 and recipe.two_stage and previous is not None:
+            previous = _load_stage_model(self.out, 1)
+        if built is not None:
+            model = built
+        elif stage == 2 and recipe.two_stage and previous is not None:
             with seeded(recipe.seed):  # as build_model does
                 model = to_binary_stage(previous, tau=recipe.stage2.tau)  # stage 2 starts from stage 1
         else:
@@ -586,3 +661,89 @@ class _StageRun:
         self.summary["recipe"] = dataclasses.asdict(self.recipe)
         _atomic_write(self.out / "summary.json",
                       lambda p: pathlib.Path(p).write_text(json.dumps(self.summary, indent=2)))
+
+
+# --- the fine-tuning route: a binary model initialized from a trained float one -----------
+
+
+def initialize_from(model, float_model, *, source=None):
+    """Gives `model` (a binary model) the weights of `float_model`, its float twin, and
+    returns it: the first step of the fine-tuning route (`Recipe.init_from`).
+
+    The layers are paired by name (nested layers, e.g. the projections of an attention
+    layer, through their parent). Every float weight becomes the matching latent weight;
+    each kernel scale alpha starts at the mean |w| of its output channel (the last kernel
+    axes, alpha's shape), so that the binarized layer starts at the float layer's scale,
+    as `binarize()` does; the quantizers' own variables (mu) keep their values.
+
+    Raises ValueError naming both models when the architectures differ (a layer missing
+    on one side, other weights or shapes) or `float_model` has quantized layers.
+    `source` names where `float_model` came from (a path) in that message.
+    """
+    import numpy as np
+
+    from biper_keras import _compat
+    from biper_keras.layers import quantized_layers
+    from biper_keras.layers.base import _QuantizedLayer
+    from biper_keras.quantizers import Quantizer
+
+    if not isinstance(model, keras.Model) or not isinstance(float_model, keras.Model):
+        raise TypeError("`model` and `float_model` must be Keras models. Received: "
+                        f"{type(model).__name__} and {type(float_model).__name__}.")
+    where = f" ({source})" if source else ""
+
+    def mismatch(detail):
+        return ValueError(f"The float model {float_model.name!r}{where} does not match the model {model.name!r} "
+                          f"it should initialize: {detail}. Train the float model with the same model and "
+                          "options, and no quantizers.")
+
+    quantized = quantized_layers(float_model)
+    if quantized:
+        raise ValueError(f"The model {float_model.name!r}{where} is not a float model: {quantized[0].name!r} "
+                         "is quantized. Initialize from the float model (trained with no quantizers).")
+    with_weights = lambda m: {layer.name: layer for layer in m.layers if layer.weights}  # noqa: E731
+    binary_layers, float_layers = with_weights(model), with_weights(float_model)
+    only = sorted(binary_layers.keys() - float_layers.keys()), sorted(float_layers.keys() - binary_layers.keys())
+    if only[0] or only[1]:
+        raise mismatch("; ".join(f"{', '.join(names[:3])}{' ...' if len(names) > 3 else ''} only in {m.name!r}"
+                                 for names, m in zip(only, (model, float_model)) if names))
+    assignments, scales = [], []
+    for name, layer in binary_layers.items():
+        extra, pairs = set(), []  # quantization variables; (alpha, its latent kernel)
+        for sub in _compat.flatten_layers(layer, include_self=True):
+            if isinstance(sub, Quantizer):
+                extra.update(id(v) for v in sub.weights)
+            elif isinstance(sub, _QuantizedLayer) and getattr(sub, "alpha", None) is not None:
+                extra.add(id(sub.alpha))
+                pairs.append((sub.alpha, sub.latent_kernel))
+        latent = [v for v in layer.weights if id(v) not in extra]
+        source_weights = float_layers[name].weights
+        shapes = [tuple(v.shape) for v in latent], [tuple(v.shape) for v in source_weights]
+        if shapes[0] != shapes[1]:
+            raise mismatch(f"layer {name!r} has weights of shapes {shapes[0]} in {model.name!r} and "
+                           f"{shapes[1]} in {float_model.name!r}")
+        assignments += zip(latent, source_weights)
+        scales += pairs
+    for variable, value in assignments:
+        variable.assign(keras.ops.convert_to_numpy(value))
+    for alpha, kernel in scales:
+        kernel = np.abs(keras.ops.convert_to_numpy(kernel))
+        axes = tuple(range(kernel.ndim - len(alpha.shape)))
+        if kernel.shape[kernel.ndim - len(alpha.shape):] != tuple(alpha.shape):
+            raise ValueError(f"A kernel scale of shape {tuple(alpha.shape)} is not per output unit of its kernel "
+                             f"{kernel.shape}: cannot start it at the mean |w|.")
+        alpha.assign(np.mean(kernel, axis=axes))
+    return model
+
+
+def _load_float_model(path):
+    """The float model a fine-tuning run starts from, or a ValueError naming the path."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"init_from: no such file: {path} (the float model to fine-tune from, e.g. "
+                         "float_run/stage2/model.keras).")
+    try:
+        return keras.models.load_model(path)
+    except Exception as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"init_from: {path} could not be loaded as a Keras model ({first}).") from None

@@ -11,22 +11,53 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 import pytest  # noqa: E402
 
-# The suite runs on two processes (pytest-xdist, `-n auto --dist loadgroup` in setup.cfg).
-# Tests go to a process a module at a time, so a module's fixtures are built once; the
-# tests that read the session's Larq and per-backend processes all go to one, so those
-# processes run once; each per-backend suite of test_backends.py goes where there is room.
-SHARED_PROCESS_FIXTURES = {"larq_results", "backend_results"}
+# The suite runs on two processes (pytest-xdist: `-n auto` in setup.cfg). Tests go to a
+# process a module at a time, so a module's fixtures are built once; the modules whose
+# tests read the session's Larq and per-backend processes (the fixtures below) all go to
+# one, so those processes run once; each per-backend suite of test_backends.py goes
+# where there is room. (xdist's own `--dist loadgroup` cannot do this with pytest 9: it
+# renames node ids through an attribute pytest 9 no longer has.)
+TESTS = pathlib.Path(__file__).parent
+SHARED_PROCESS_FIXTURES = ("larq_results", "backend_results")
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if SHARED_PROCESS_FIXTURES & set(item.fixturenames):
-            group = "shared-processes"
-        elif item.path.name == "test_backends.py":
-            group = item.nodeid
-        else:
-            group = item.path.name
-        item.add_marker(pytest.mark.xdist_group(group))
+def _reading_shared_processes(path):
+    """Names of the functions (tests and fixtures) in test module `path` that take a
+    shared-process fixture, directly or through another function of the module."""
+    import ast
+
+    functions = {node.name: {a.arg for a in node.args.args}
+                 for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.FunctionDef)}
+    found, grew = set(SHARED_PROCESS_FIXTURES), True
+    while grew:
+        before = len(found)
+        found |= {name for name, args in functions.items() if args & found}
+        grew = len(found) > before
+    return found - set(SHARED_PROCESS_FIXTURES)
+
+
+SHARED_PROCESS_TESTS = {path.name: _reading_shared_processes(path) for path in TESTS.glob("test_*.py")}
+
+
+def _scope(nodeid):
+    path, _, rest = nodeid.partition("::")
+    name = path.rsplit("/", 1)[-1]
+    function = rest.split("::")[-1].split("[")[0]
+    if function in SHARED_PROCESS_TESTS.get(name, ()):
+        return "shared-processes"
+    return nodeid if name == "test_backends.py" else path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "load":
+        return None  # a --dist the user chose
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return _scope(nodeid)
+
+    return ByModule(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,6 @@
 """A Keras 3 model of these layers converts to one LceBconv2d per binarized conv, and the
 LCE interpreter agrees with Keras."""
 
-import textwrap
-
 import keras
 import numpy as np
 import pytest
@@ -10,6 +8,7 @@ from larq_compute_engine.tflite.python.interpreter import Interpreter
 
 import biper_keras as bk
 from helpers import randomize_batch_norms
+from shared_processes import LARQ_SCRIPTS, script, script_output
 from biper_keras.convert import convert_keras_model, op_histogram
 
 
@@ -160,8 +159,9 @@ def test_parity_check_catches_a_planted_mismatch():
 def test_mixed_precision_and_non_finite_weights_are_refused():
     model = _model("biper")
     model.layers[1].kernel.assign(np.full(model.layers[1].kernel.shape, np.nan, "float32"))
-    with pytest.raises(ConversionError, match="NaN or infinite"):
+    with pytest.raises(ValueError, match="Argument `model`: variable .* contains NaN or infinite values") as bad:
         convert(model)
+    assert not isinstance(bad.value, ConversionError)  # bad input (CLI exit 3), not a failed conversion
     # A mixed-policy Sequential/functional model is rebuilt in float32 (test_mixed_precision.py);
     # a subclassed one cannot be rebuilt from its config: refused, saying what to do.
 
@@ -355,12 +355,11 @@ class _FailingInterpreter:
 
 @pytest.mark.parametrize("strict", [True, False])
 def test_interpreter_that_cannot_prepare_names_op_node_and_layer(monkeypatch, strict):
-    from biper_keras import convert as convert_module
-    from biper_keras.convert import flatbuffer
+    from biper_keras.convert import fusion, interpreter
 
     model = _bn_axis_3_model()
-    ops = [name for name, _ in convert_module._ops_with_output_shapes(convert_keras_model(model))]
-    monkeypatch.setattr(flatbuffer, "_interpreter", _FailingInterpreter)
+    ops = [name for name, _ in fusion.ops_with_output_shapes(convert_keras_model(model))]
+    monkeypatch.setattr(interpreter, "_interpreter", _FailingInterpreter)
     # A float op: its layer is found from the tensor names (TF scopes are layer names).
     monkeypatch.setattr(_FailingInterpreter, "node", ops.index("CONV_2D"))
     with pytest.raises(ConversionError, match=r"node \d+ \(CONV_2D, Keras layer 'stem'\) failed to prepare: "
@@ -387,61 +386,14 @@ def test_cli_prints_an_unpreparable_flatbuffer_as_one_line(monkeypatch, capsys, 
         assert not out.exists()
 
 
-FROM_LARQ = textwrap.dedent(
-    """
-    import numpy as np
-    import tensorflow as tf
-    import larq as lq
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-    from biper_keras import larq_interop
-    from biper_keras.convert import convert
-
-    tf.keras.utils.set_random_seed(0)
-    q = dict(input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False,
-             padding="same", pad_values=1.0)
-    larq_model = tf.keras.Sequential([
-        tf.keras.Input((16, 16, 3)),
-        tf.keras.layers.Conv2D(16, 3, padding="same", use_bias=False),
-        tf.keras.layers.BatchNormalization(),
-        lq.layers.QuantConv2D(32, 3, name="q1", **q),
-        tf.keras.layers.BatchNormalization(),
-        lq.layers.QuantConv2D(32, 3, strides=2, name="q2", **q),
-        tf.keras.layers.BatchNormalization(),
-        tf.keras.layers.GlobalAveragePooling2D(),
-        tf.keras.layers.Dense(10),
-    ])
-    rng = np.random.default_rng(0)
-    for layer in larq_model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            assert layer.get_config()["axis"] == [3], layer.get_config()["axis"]
-            n = layer.gamma.shape[0]
-            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.3, n),
-                               rng.normal(0, 0.3, n), rng.uniform(0.5, 2.0, n)])
-    x = rng.normal(size=(4, 16, 16, 3)).astype("float32")
-    expected = larq_model.predict(x, verbose=0)
-
-    direct = convert(larq_model)  # the tf_keras model itself, loaded and run once
-    assert direct.ops["LceBconv2d"] == 2, direct.ops
-    np.testing.assert_allclose(Interpreter(direct.flatbuffer).predict(x), expected, rtol=1e-3, atol=1e-3)
-
-    back = larq_interop.from_larq(larq_model)
-    axes = [l.axis for l in back.layers if "BatchNormalization" in type(l).__name__]
-    assert axes == [3, 3, 3], axes
-    result = convert(back, data=x)
-    assert result.ops["LceBconv2d"] == 2 and not result.unfused and result.parity.passed, result.table()
-    np.testing.assert_allclose(Interpreter(result.flatbuffer).predict(x), expected, rtol=1e-3, atol=1e-3)
-    print("FROM-LARQ-OK", dict(result.ops))
-    """
-)
+LARQ_SCRIPTS["lce_conversion_from_larq"] = script("lce_conversion_from_larq.py")
 
 
-def test_from_larq_model_converts_and_runs():
+def test_from_larq_model_converts_and_runs(larq_results):
     """A tf_keras/Larq model's BatchNorms say axis=[3]; from_larq gives Keras 3 axis=3,
-    the case that used to give an LceBconv2d LCE could not prepare."""
-    from test_larq_plugin import _run
-
-    result = _run(FROM_LARQ, legacy=True)
-    assert result.returncode == 0 and "FROM-LARQ-OK" in result.stdout, result.stderr[-4000:]
+    the case that used to give an LceBconv2d LCE could not prepare. The tf_keras model
+    itself honours input_shape, verify, strict and data."""
+    assert "FROM-LARQ-OK" in script_output(larq_results[1], "lce_conversion_from_larq")
 
 
 @pytest.mark.parametrize("name,kwargs", [("resnet20", {}), ("vgg_small", {}), ("resnet18", {}),

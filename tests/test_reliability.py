@@ -186,7 +186,8 @@ def test_non_image_files_in_a_folder_are_skipped_with_a_warning(tmp_path):
     (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")  # ignored by suffix
     (tmp_path / "train" / "cat" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")  # skipped: not image data
     (tmp_path / "train" / "dog" / "page.png").write_text("<html>")
-    with pytest.warns(UserWarning, match=r"2 file\(s\) in .* are not JPEG/PNG/BMP/GIF data, skipped"):
+    with pytest.warns(UserWarning, match=r"skipped 2 image file\(s\) that would not decode \(first: .*broken\.jpg: "
+                                         r"not JPEG/PNG/BMP/GIF data"):
         data = image_datasets(tmp_path, batch_size=4, augment=None, shuffle=False)
     assert data.train_size == 6
     labels = np.concatenate([y.numpy() for _, y in data.train])
@@ -250,8 +251,10 @@ def test_verbose_shows_the_traceback_and_bugs_keep_theirs(tmp_path, capsys, monk
         raise KeyError("a bug, not bad input")
 
     monkeypatch.setattr(cli, "_summary", bug)
-    with pytest.raises(KeyError):  # not turned into a one-line message
-        cli.main(["summary", str(tmp_path / "missing.keras")])
+    with pytest.raises(KeyError):  # --verbose: the bug's own traceback
+        cli.main(["--verbose", "summary", str(tmp_path / "missing.keras")])
+    # Without it: exit 1 and a bug report, never the bad-input code (test_review_fixes.py).
+    assert cli.main(["summary", str(tmp_path / "missing.keras")]) == cli.EXIT_BUG == 1
 
 
 # --- issue 24: nothing the user has may be lost ----------------------------------------
@@ -283,7 +286,7 @@ def test_convert_refuses_an_output_that_is_one_of_its_inputs(tmp_path, capsys):
                           f"is the input {data}")
     assert {p: _sha(p) for p in (path, data)} == before
     assert_one_line_error(run_cli_here(capsys, "convert", str(path), "-o", ""), 3, "-o/--output is empty")
-    assert_one_line_error(run_cli_here(capsys, "convert", str(path), "-o", str(tmp_path)), 3, "is a folder")
+    assert_one_line_error(run_cli_here(capsys, "convert", str(path), "-o", str(tmp_path)), 4, "is a folder")
 
 
 def _sample_subset(root, classes=("airplane", "cat"), per_class=3, splits=("train", "test")):

@@ -1,139 +1,167 @@
-"""Reading a TFLite flatbuffer (its ops) and loading it in LCE's interpreter, with errors
-that name the op, its node and the Keras layer (LCE imported inside the functions)."""
+"""Step 3 of a conversion: a `FrozenGraph` to a TFLite flatbuffer with LCE's graph
+converter, run in a child process.
 
-import collections
-import contextlib
+LCE's converter is native code: on some models it dies (SIGSEGV, or an abort from an
+uncaught C++ exception such as "cannot create std::vector larger than max_size()"), and
+in-process that would take the user's Python process with it. `biper_keras.convert.
+_tflite_child` runs it instead; the child starts on the first conversion (`start()`
+starts it early, so its TensorFlow import overlaps the tracing) and serves every later
+one. If it dies, the conversion is a `ConversionError` naming the model, the signal and
+the converter's last words, with advice where the failure is a known one; the next
+conversion starts a new child.
+"""
+
+import atexit
+import json
 import os
 import re
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
 
-import numpy as np
-
-from biper_keras import _compat
 from .results import ConversionError
 
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_tflite_child.py")
 
-def _interpreter(flatbuffer):
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
+# (what the converter said, what the user can do about it)
+KNOWN_FAILURES = (
+    (r"larger than max_size|exceed\w* (the )?2 ?GB|2 ?GB limit|flatbuffer\w* (is )?too large",
+     "the model is too large for a TFLite flatbuffer (2 GB at most) or for the converter's buffers: convert "
+     "it at a smaller input_shape, or a smaller model (LCE's own convert_keras_model fails on it too)"),
+    (r"std::bad_alloc|out of memory|Cannot allocate memory|MemoryError",
+     "the converter ran out of memory: free memory, or convert at a smaller input_shape"),
+    (r"failed to legalize operation '([\w.]+)'|'([\w.]+)' op is neither a custom op nor a flex op",
+     "unsupported op: TFLite has no builtin for TensorFlow op {op}; replace the layer that uses it"),
+)
 
-    return Interpreter(flatbuffer)
+
+class Converter:
+    """One converter child process, started on demand, serving requests one at a time."""
+
+    def __init__(self, command=None):
+        self.command = command or [sys.executable, CHILD]
+        self._process = None
+        self._startup_log = None
+        self._lock = threading.Lock()
+        self._owner = os.getpid()
+
+    def start(self):
+        with self._lock:
+            self._started()
+
+    def _started(self):
+        if self._owner != os.getpid():  # a forked copy of this object: the pipes are the parent's
+            self._process, self._owner = None, os.getpid()
+        if self._process is None or self._process.poll() is not None:
+            self._startup_log = tempfile.TemporaryFile()
+            env = {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ}
+            self._process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                             stderr=self._startup_log, env=env, text=True)
+        return self._process
+
+    def stop(self):
+        with self._lock:
+            process, self._process = self._process, None
+            if process is not None and process.poll() is None:
+                process.stdin.close()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+    def convert(self, frozen, target):
+        with self._lock, tempfile.TemporaryDirectory() as tmp:
+            paths = {k: os.path.join(tmp, k) for k in ("graph", "output", "log")}
+            with open(paths["graph"], "wb") as f:
+                f.write(frozen.graph_def)
+            request = {**paths, "inputs": frozen.input_names, "types": frozen.input_types,
+                       "shapes": frozen.input_shapes, "outputs": frozen.output_names, "target": target}
+            process = self._started()
+            try:
+                process.stdin.write(json.dumps(request) + "\n")
+                process.stdin.flush()
+                line = process.stdout.readline()
+            except (BrokenPipeError, OSError):
+                line = ""
+            log = _read(paths["log"])
+            if not line:
+                code = process.wait()
+                self._process = None
+                raise ConversionError(_crash_message(frozen.name, code, log or self._startup_text()))
+            answer = json.loads(line)
+            if "error" in answer:
+                raise ConversionError(_failure_message(frozen.name, answer, log))
+            with open(paths["output"], "rb") as f:
+                return f.read()
+
+    def _startup_text(self):
+        self._startup_log.seek(0)
+        return self._startup_log.read().decode(errors="replace")
 
 
-def _is_tf_keras(model):
-    return any(c.__module__.split(".")[0] == "tf_keras" for c in type(model).__mro__)
-
-
-@contextlib.contextmanager
-def _stderr_to(file):
-    """Points file descriptor 2 at `file` (TFLite writes its prepare errors there, not to
-    Python's sys.stderr)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    os.dup2(file.fileno(), 2)
+def _read(path):
     try:
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
-def _run_once(flatbuffer, model, target, report=None):
-    """Loads `flatbuffer` in LCE's interpreter and runs one inference on random inputs;
-    raises `ConversionError` naming the op, node and Keras layer if it cannot."""
-    with tempfile.TemporaryFile(mode="w+b") as log:
-        try:
-            with _stderr_to(log):
-                interpreter = _interpreter(flatbuffer)
-                rng = np.random.default_rng(0)
-                inputs = [rng.normal(size=shape).astype(dtype)
-                          for shape, dtype in zip(interpreter.input_shapes, interpreter.input_types)]
-                interpreter.predict(inputs[0] if len(inputs) == 1 else inputs)
-            failure = None
-        except (RuntimeError, ValueError) as err:
-            failure = err
-        log.seek(0)
-        text = log.read().decode(errors="replace")
-    if failure is None:
-        if text:
-            sys.stderr.write(text)  # nothing failed: pass on whatever it said
-        return
-    if report is None and model is not None and not _is_tf_keras(model):
-        from .fusion import _fusion_report
-
-        report = _fusion_report(model, _ops_with_output_shapes(flatbuffer), target)
-    raise ConversionError(_not_runnable_message(flatbuffer, model, report or [], text, failure))
+def last_words(log, lines=2):
+    """The converter's last meaningful lines, before LLVM's crash banner ("PLEASE submit
+    a bug report", the stack dump: addresses, not the problem)."""
+    kept = []
+    for line in log.splitlines():
+        line = line.strip()
+        if line.startswith(("PLEASE submit", "Stack dump")):
+            break
+        if line:
+            kept.append(line)
+    return " / ".join(kept[-lines:])
 
 
-def _not_runnable_message(flatbuffer, model, report, log, failure):
-    # TFLite's own lines: "ERROR: <file>:<line> <condition>", "ERROR: Node number N (OP)
-    # failed to prepare."; anything else on fd 2 in that window is not about this file.
-    lines = [l.removeprefix("ERROR: ").strip() for l in log.splitlines() if l.startswith("ERROR: ")]
-    node = next(filter(None, (re.search(r"Node number (\d+) \((\w+)\) failed to (\w+)", l) for l in lines)), None)
-    why = "; ".join(_short(l) for l in lines if not l.startswith("Node number")) or " ".join(str(failure).split())
-    if node is None:
-        return f"the converted flatbuffer does not run in LCE's interpreter: {why}"
-    index, op, stage = int(node.group(1)), node.group(2), node.group(3)
-    layer = next((f.layer for f in report if f.node == index), None) or _layer_of_op(flatbuffer, model, index)
-    origin = f"Keras layer {layer!r}" if layer else "no Keras layer found in its tensor names"
-    return (f"the converted flatbuffer does not run in LCE's interpreter: node {index} ({op}, "
-            f"{origin}) failed to {stage}: {why}")
+def advice(text):
+    """What the user can do about a known converter failure described by `text`, or ""."""
+    for pattern, what in KNOWN_FAILURES:
+        match = re.search(pattern, text)
+        if match:
+            op = next((g for g in match.groups() if g), "") if match.groups() else ""
+            return what.format(op=op)
+    return ""
 
 
-def _short(line):
-    """"larq_compute_engine/tflite/kernels/bconv2d.cc:221 X != 1" -> "bconv2d.cc:221 X != 1"."""
-    where, _, what = line.partition(" ")
-    return f"{os.path.basename(where)} {what}" if what and re.search(r"\.\w+:\d+$", where) else line
+def _crash_message(name, code, log):
+    how = f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() \
+        else f"exited with code {code}"
+    words = last_words(log) or "it said nothing"
+    hint = advice(log)
+    return (f"LCE's converter crashed on model {name!r} (the converter process {how}; your process is fine): "
+            f"{words}" + _sentence(hint))
 
 
-def _layer_of_op(flatbuffer, model, index):
-    """The innermost Keras layer named in the tensor names of operator `index` (TF scopes
-    are layer names, possibly with a "_<n>" suffix added when traced again)."""
-    from larq_compute_engine.mlir.python import tflite_schema as schema
-
-    if model is None:
-        return None
-    graph = schema.Model.GetRootAs(flatbuffer, 0).Subgraphs(0)
-    if index >= graph.OperatorsLength():
-        return None
-    op = graph.Operators(index)
-    names = [graph.Tensors(op.Outputs(i)).Name().decode() for i in range(op.OutputsLength())]
-    names += [graph.Tensors(op.Inputs(i)).Name().decode() for i in range(op.InputsLength()) if op.Inputs(i) >= 0]
-    layers = {l.name for l in _compat.flatten_layers(model)}
-    for name in names:
-        for scope in reversed(name.split(";")[0].split("/")[:-1]):
-            for candidate in (scope, re.sub(r"_\d+$", "", scope)):
-                if candidate in layers:
-                    return candidate
-    return None
+def _failure_message(name, answer, log):
+    message = " ".join(answer["message"].split()) or answer["error"]
+    hint = advice(f"{answer['message']}\n{log}")
+    return (f"LCE's converter failed on model {name!r}: {answer['error']}: {message}"
+            + _sentence(hint))
 
 
-def op_histogram(flatbuffer):
-    """Counts the operators of a TFLite flatbuffer by name (`LceBconv2d`, `CONV_2D`...)."""
-    return collections.Counter(name for name, _ in _ops_with_output_shapes(flatbuffer))
+def _sentence(hint):
+    return f". {hint[0].upper()}{hint[1:]}" if hint else ""
 
 
-def _ops_with_output_shapes(flatbuffer):
-    from larq_compute_engine.mlir.python import tflite_schema as schema
+_converter = Converter()
+atexit.register(lambda: _converter.stop())
 
-    builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    model = schema.Model.GetRootAs(flatbuffer, 0)
-    names = []
-    for i in range(model.OperatorCodesLength()):
-        code = model.OperatorCodes(i)
-        if code.CustomCode():
-            names.append(code.CustomCode().decode())
-        else:
-            # Codes above 127 live in BuiltinCode; older files use the deprecated field.
-            names.append(builtin_names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())])
-    ops = []
-    for s in range(model.SubgraphsLength()):
-        graph = model.Subgraphs(s)
-        for o in range(graph.OperatorsLength()):
-            op = graph.Operators(o)
-            shape = ()
-            if op.OutputsLength():
-                shape = tuple(int(d) for d in graph.Tensors(op.Outputs(0)).ShapeAsNumpy())
-            ops.append((names[op.OpcodeIndex()], shape))
-    return ops
+
+def start():
+    """Starts the converter process now (a conversion would start it anyway)."""
+    _converter.start()
+
+
+def to_flatbuffer(frozen, target):
+    """The flatbuffer (bytes) LCE's converter makes of `frozen` for `target`."""
+    return _converter.convert(frozen, target)

@@ -1,6 +1,6 @@
-"""The graph that LCE converts: a Keras 3 model's inference function, frozen, with every
-per-channel constant of an element-wise op given as a 1-D tensor (TensorFlow only,
-imported lazily by `biper_keras.convert`).
+"""Step 2 of a conversion: the graph that LCE converts, a model's inference function,
+frozen, with every per-channel constant of an element-wise op given as a 1-D tensor
+(TensorFlow imported lazily).
 
 Why: Keras 3 reshapes per-channel constants to the input's rank whenever the channel axis
 is given as a positive number. `BatchNormalization(axis=3)` (every `keras.applications`
@@ -10,19 +10,18 @@ weight. LCE 0.16 folds such a constant into the `LceBconv2d` before it unchanged
 its kernel then refuses to prepare ("NumDimensions(post_activation_multiplier) != 1").
 Against a tensor of rank >= the constant's, a (C,) constant broadcasts to exactly the
 same values, so each such operand is reshaped to (C,) before conversion.
+
+The exact gelu (Keras's default `gelu`, `tf.nn.gelu`) is traced as
+`0.5 x erfc(-x / sqrt 2)`, and TFLite has no builtin for `erfc`: the file would need an
+`Erfc` custom op no interpreter has. Each such `erfc(-x c)` is rewritten to the same value
+`1 + erf(x c)`, the form TFLite's converter fuses, with the `0.5 x` around it, into its
+builtin `GELU`. The tanh approximation already converts to `GELU`.
 """
 
 import collections
+import dataclasses
 
 _ELEMENTWISE = {"Mul", "Add", "AddV2", "Sub", "RealDiv", "Div"}
-
-
-def input_signature(model):
-    """`tf.TensorSpec`s for `model`'s call, batch size None (as `model.export` uses)."""
-    import tensorflow as tf
-    from biper_keras._compat import input_signature as get_input_signature
-
-    return tf.nest.map_structure(lambda s: tf.TensorSpec(s.shape, s.dtype), get_input_signature(model))
 
 
 def _node_name(ref):
@@ -71,6 +70,49 @@ def _channel_constant(const_shape, other_shape):
     return dims[-1]
 
 
+def _const_value(node):
+    import tensorflow as tf
+
+    return tf.make_ndarray(node.attr["value"].tensor) if node.op == "Const" else None
+
+
+def rewrite_exact_gelu(graph_def):
+    """Rewrites every `Erfc(Mul(Neg(x), c))` (c a scalar constant) to `AddV2(1, Erf(Mul(x, c)))`
+    in place, under the Erfc node's name (its users are unchanged). Returns the names of
+    the rewritten nodes."""
+    import tensorflow as tf
+
+    nodes = {n.name: n for n in graph_def.node}
+    changed, added = [], []
+    for node in graph_def.node:
+        if node.op != "Erfc" or not node.input:
+            continue
+        scaled = nodes.get(_node_name(node.input[0]))
+        if scaled is None or scaled.op != "Mul":
+            continue
+        operands = [nodes.get(_node_name(i)) for i in scaled.input[:2]]
+        negated = next((o for o in operands if o is not None and o.op == "Neg"), None)
+        constant = next((o for o in operands if o is not None and o.op == "Const"), None)
+        if negated is None or constant is None or _const_value(constant).size != 1:
+            continue
+        dtype = node.attr["T"]
+        mul = tf.compat.v1.NodeDef(name=f"{node.name}/gelu_scaled", op="Mul",
+                                   input=[negated.input[0], constant.name])
+        erf = tf.compat.v1.NodeDef(name=f"{node.name}/gelu_erf", op="Erf", input=[mul.name])
+        one = tf.compat.v1.NodeDef(name=f"{node.name}/gelu_one", op="Const")
+        one.attr["dtype"].type = dtype.type
+        one.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(1.0, tf.dtypes.as_dtype(dtype.type)))
+        for n in (mul, erf):
+            n.attr["T"].CopyFrom(dtype)
+        node.op = "AddV2"
+        del node.input[:]
+        node.input.extend([one.name, erf.name])
+        added += [mul, erf, one]
+        changed.append(node.name)
+    graph_def.node.extend(added)
+    return changed
+
+
 def flatten_channel_constants(graph_def, shape_of):
     """Reshapes to (C,) every (1, ..., 1, C) constant operand of an element-wise op whose
     other operand is not constant, in place. `shape_of(tensor_name)` gives a
@@ -103,18 +145,29 @@ def flatten_channel_constants(graph_def, shape_of):
     return changed
 
 
-def to_flatbuffer(model, target):
-    """`model` (Keras 3, TF backend) as an LCE flatbuffer: `model(x, training=False)`
-    traced and frozen, channel constants flattened, LCE's graph converter. Input sizes
-    other than the batch must be known (LCE's converter would make them 1)."""
+@dataclasses.dataclass
+class FrozenGraph:
+    """What LCE's graph converter takes: a serialized `GraphDef` and its inputs and outputs."""
+
+    graph_def: bytes
+    input_names: list
+    input_types: list  # TensorFlow dtype names, e.g. "DT_FLOAT"
+    input_shapes: list  # batch size 1, as LCE's own converter sets it (its interpreter runs sample by sample)
+    output_names: list
+    name: str = "model"  # the model's, for messages
+
+
+def freeze(prepared):
+    """Step 2: `prepared.model(x, training=False)` traced with `prepared.signature`,
+    variables frozen into constants, channel constants flattened, the exact gelu
+    rewritten to the form TFLite converts to its builtin `GELU`."""
     import tensorflow as tf
-    from biper_keras._compat import convert_graphdef_to_tflite_flatbuffer
     from tensorflow.core.framework.types_pb2 import DataType
     from tensorflow.lite.python.util import get_tensor_name
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    signature = input_signature(model)
-    function = tf.function(lambda *args: model(*args, training=False)).get_concrete_function(*signature)
+    model = prepared.model
+    function = tf.function(lambda *args: model(*args, training=False)).get_concrete_function(*prepared.signature)
     frozen = convert_variables_to_constants_v2(function, lower_control_flow=False)
     graph_def = frozen.graph.as_graph_def()
 
@@ -123,16 +176,13 @@ def to_flatbuffer(model, target):
         return frozen.graph.get_operation_by_name(name).outputs[int(index or 0)].shape
 
     flatten_channel_constants(graph_def, shape_of)
+    rewrite_exact_gelu(graph_def)
     inputs = [t for t in frozen.inputs if t.dtype != tf.resource]
-    # Batch size 1, as LCE's own converter sets it (its interpreter runs sample by sample).
-    shapes = [[1] + t.shape.as_list()[1:] for t in inputs]
-    return convert_graphdef_to_tflite_flatbuffer(
+    return FrozenGraph(
         graph_def.SerializeToString(),
         [get_tensor_name(t) for t in inputs],
         [DataType.Name(t.dtype.as_datatype_enum) for t in inputs],
-        shapes,
+        [[1] + t.shape.as_list()[1:] for t in inputs],
         [get_tensor_name(t) for t in frozen.outputs],
-        False,  # no int8 quantization
-        target,
-        None,
+        model.name,
     )

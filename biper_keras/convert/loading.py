@@ -20,6 +20,10 @@ def load_model(path, **kwargs):
 
     import biper_keras  # noqa: F401  (registers the layers and quantizers)
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"Argument `path` must be the path of a .keras file. Received: an object of type "
+                        f"{type(path).__name__}" + (" (a model is converted as it is: pass it to `convert`)"
+                                                    if hasattr(path, "layers") else "") + ".")
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")

@@ -1,10 +1,12 @@
-"""Does the converted flatbuffer compute what the Keras model computes?"""
+"""Step 6 of a conversion: does the flatbuffer compute what the Keras model computes?"""
 
 import numpy as np
 
 from biper_keras import _compat
-from . import flatbuffer as _flatbuffer_module
+
+from . import interpreter
 from .fusion import _binary, _quantized_layers
+from .prepare import is_tf_keras
 from .results import Parity
 
 
@@ -42,12 +44,15 @@ def _keras_outputs(model, x, eps=1e-5, batch_size=64):
     within eps * (their std) of 0, from one probe model called eagerly in batches (a
     `predict` would first trace the whole model again: 10 s on a ResNet50). Subclassed
     models have no symbolic graph to probe: their count is None."""
-    import keras
+    if is_tf_keras(model):
+        from tf_keras import Model
+    else:
+        from keras import Model
 
     layers = [l for l in _quantized_layers(model) if _binary(getattr(l, "input_quantizer", None))]
     try:
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-        probe = keras.Model(inputs, [model.outputs[0], *[l.input for l in layers]])
+        probe = Model(inputs, [model.outputs[0], *[l.input for l in layers]])
     except (AttributeError, TypeError, ValueError):
         probe, layers = None, []
     parts = []
@@ -76,7 +81,7 @@ def check_parity(flatbuffer, model, x, *, min_top1=0.98, atol=1e-3, rtol=1e-3):
         raise ValueError(f"Parity data must hold at least one sample, all finite. Received: shape {x.shape}, "
                          f"{int(np.sum(~np.isfinite(x)))} non-finite values.")
     expected, near_zero = _keras_outputs(model, x)
-    got = np.asarray(_flatbuffer_module._interpreter(flatbuffer).predict(x)).reshape(expected.shape)
+    got = np.asarray(interpreter._interpreter(flatbuffer).predict(x)).reshape(expected.shape)
     diff = float(np.max(np.abs(got - expected)))
     scale = float(np.max(np.abs(expected)))
     top1 = None

@@ -1,9 +1,13 @@
 """What `convert` returns and raises (no TensorFlow here: a result crosses the process
 boundary of `biper_keras.convert._worker` as the JSON of `to_dict`)."""
 
+import collections
 import dataclasses
 
 from biper_keras._tables import render
+
+
+_W1A32 = "binary weights, float inputs"
 
 
 class ConversionError(ValueError):
@@ -18,11 +22,19 @@ class ParityError(ValueError):
 @dataclasses.dataclass
 class LayerFusion:
     layer: str
-    kind: str  # "conv" (a binary conv LCE can fuse), else what LCE runs in float: "dense", "conv1d", "depthwise", "separable"
+    # "conv" (a binary conv LCE can fuse), "projection" (a token-wise dense/einsum projection,
+    # run as a 1x1 conv LCE can fuse), else what LCE runs in float: "dense", "conv1d",
+    # "depthwise", "separable", "other"
+    kind: str
     output_shape: tuple
     fused: bool
     reason: str = ""
     node: int = None  # index of its LceBconv2d among the flatbuffer's operators
+    runs: str = ""  # what it runs as: "LceBconv2d" (binary), "int8" (float op, int8 weights) or "float"
+
+    def __post_init__(self):
+        if not self.runs:
+            self.runs = "LceBconv2d" if self.fused else "float"
 
 
 @dataclasses.dataclass
@@ -51,14 +63,25 @@ class ConversionResult:
 
     @property
     def unfused(self):
-        return [f for f in self.layers if f.kind == "conv" and not f.fused]
+        """Binary convs and token-wise projections that did not become `LceBconv2d`
+        (a projection with float inputs is not one LCE could fuse: it is not listed)."""
+        return [f for f in self.layers if not f.fused and (f.kind == "conv" or (f.kind == "projection" and not
+                                                                                   f.reason.startswith(_W1A32)))]
+
+    @property
+    def fused_projections(self):
+        """Names of the token-wise projections that run as `LceBconv2d`."""
+        return [f.layer for f in self.layers if f.kind == "projection" and f.fused]
 
     def __repr__(self):
         # The dataclass repr would print every byte of the flatbuffer.
         convs = [f for f in self.layers if f.kind == "conv"]
         parts = [f"target={self.target!r}", f"size={self.size / 1024:.1f} KiB",
                  f"LceBconv2d={self.ops.get('LceBconv2d', 0)}",
-                 f"fused convs={len(convs) - len(self.unfused)}/{len(convs)}"]
+                 f"fused convs={sum(f.fused for f in convs)}/{len(convs)}"]
+        projections = [f for f in self.layers if f.kind == "projection"]
+        if projections:
+            parts.append(f"fused projections={len(self.fused_projections)}/{len(projections)}")
         if self.parity is None:
             parts.append("parity=not checked")
         else:
@@ -105,9 +128,13 @@ class ConversionResult:
                  f"{self.float32_size / max(self.size, 1):.1f}x smaller than them)"]
         lines.append("ops: " + ", ".join(f"{k} {v}" for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1])))
         if self.layers:
-            lines.append(render(("layer", "kind", "output", "binary op"),
-                                [(f.layer, f.kind, f.output_shape, "LceBconv2d" if f.fused else f"no: {f.reason}")
-                                 for f in self.layers]))
+            lines.append(render(("layer", "kind", "output", "runs as", "why"),
+                                [(f.layer, f.kind, f.output_shape, f.runs, f.reason) for f in self.layers]))
+            counts = collections.Counter(f.runs for f in self.layers)
+            lines.append("quantized layers: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+        if self.fused_projections:
+            lines.append(f"token-wise projections as LceBconv2d ({len(self.fused_projections)}): "
+                         + ", ".join(self.fused_projections))
         if self.parity is not None:
             p = self.parity
             agreement = "" if p.top1_agreement is None else f", top-1 agreement {p.top1_agreement:.4f}"
@@ -120,4 +147,5 @@ class ConversionResult:
 
 
 def count_text(near_zero):
-    return "(not counted: subclassed model)" if near_zero is None else near_zero
+    return "(not counted: layers without a symbolic input, in a subclassed model or inside another layer)" \
+        if near_zero is None else near_zero

@@ -9,6 +9,44 @@ from .zoo import (activation_from_larq, activation_to_larq, function_quantizer_f
 
 __all__ = ["to_larq", "from_larq"]
 
+_DIRECTIONS = {
+    "to_larq": ("Keras 3 -> Larq/tf_keras", "a Keras 3 (biper_keras) model", "keras.models.load_model", "from_larq"),
+    "from_larq": ("Larq/tf_keras -> Keras 3", "a Larq/tf_keras model", "tf.keras.models.load_model", "to_larq"),
+}
+
+
+def _check_model(model, function):
+    """Raises TypeError/ValueError at once, naming the direction `function` goes, unless
+    `model` is a model object of its source side, functional or Sequential, with inputs."""
+    import keras
+
+    direction, wanted, loader, other = _DIRECTIONS[function]
+    head = f"`{function}` ({direction}) takes {wanted}"
+    tf_keras = any(c.__module__.split(".")[0] == "tf_keras" for c in type(model).__mro__)
+    keras3 = isinstance(model, keras.Model)
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        raise TypeError(f"{head} object, not a file name. Received: model={model!r}. Load it first: {loader}(path).")
+    if (function == "to_larq" and tf_keras) or (function == "from_larq" and keras3):
+        side = "tf_keras (Larq's side)" if tf_keras else "Keras 3"
+        raise TypeError(f"{head}. Received: a {side} model, {type(model).__name__} {model.name!r}: `{other}` "
+                        "converts in that direction.")
+    if not (tf_keras or keras3) or not hasattr(model, "layers"):
+        raise TypeError(f"{head}. Received: model of type {type(model).__module__}.{type(model).__name__}.")
+    if keras3:
+        graph = isinstance(model, (keras.Sequential, _compat.functional_class()))
+    else:  # tf_keras: a Sequential (built or not), or a functional model
+        graph = any(c.__name__ == "Sequential" for c in type(model).__mro__) or getattr(model, "_is_graph_network", False)
+    if not graph:
+        raise ValueError(f"{head}, functional or Sequential (rebuilt from its config). Received: "
+                         f"{type(model).__name__} {model.name!r}, a subclassed model, which has no layer graph to read.")
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):  # Keras 3's unbuilt Sequential raises
+        inputs = None
+    if not inputs:
+        raise ValueError(f"{head} with known inputs. Received: {type(model).__name__} {model.name!r}, not built yet "
+                         "(no input shape): start it with an Input(shape) layer, or call model.build((None, *shape)).")
+
 def _graph(model, tensor_inputs):
     """(edges [(layer name, [input layer names])] in order, inputs [(name, shape)],
     output names) of a functional or Sequential model of either Keras, from its config.
@@ -399,7 +437,8 @@ def to_larq(model):
     custom constraint, an unknown layer type) is refused with a ValueError naming the
     layer, never dropped.
     """
-    direction = _ToLarq()  # Larq first: without it, say so before anything else
+    _check_model(model, "to_larq")  # the argument first (no Larq needed to tell), then Larq
+    direction = _ToLarq()  # Larq next: without it, say so before translating
     return direction.translate(fold_kernel_scale(model))
 
 
@@ -461,6 +500,7 @@ def from_larq(model):
     A model with one input gets one input tensor, not a one-element list. `to_larq`'s
     `OptionAShortcut` and `NormalizedQuantConv2D`, and an `Activation` of Larq's
     `hard_tanh`, come back as the package's own layers."""
+    _check_model(model, "from_larq")
     return _FromLarq().translate(model)
 
 

@@ -10,8 +10,10 @@ rewriting `call`:
 - the convolution (`convolution_op`) or `call` binarizes the inputs first.
 
 Modules: `base` (what every quantized layer shares), `conv` (QuantConv1D/2D,
-QuantDepthwiseConv2D, QuantSeparableConv2D), `dense` (QuantDense), `normalization`
-(BatchNormalization with TensorFlow's fused kernel).
+QuantDepthwiseConv2D, QuantSeparableConv2D), `dense` (QuantDense), `einsum_dense`
+(QuantEinsumDense), `attention` (QuantMultiHeadAttention, whose projections are
+QuantEinsumDense layers), `normalization` (BatchNormalization with TensorFlow's fused
+kernel).
 """
 
 from biper_keras.layers.base import (
@@ -19,20 +21,26 @@ from biper_keras.layers.base import (
     QUANTIZER_ATTRIBUTES,
     layer_quantizers,
     quantized_layers,
+    runs_as_tokenwise_conv,
 )
 from biper_keras.layers.conv import QuantConv1D, QuantConv2D, QuantDepthwiseConv2D, QuantSeparableConv2D
 from biper_keras.layers.dense import QuantDense
+from biper_keras.layers.einsum_dense import QuantEinsumDense
+from biper_keras.layers.attention import QuantMultiHeadAttention
 from biper_keras.layers.normalization import BatchNormalization
 
 __all__ = [
     "QuantConv1D",
     "QuantConv2D",
     "QuantDense",
+    "QuantEinsumDense",
+    "QuantMultiHeadAttention",
     "QuantDepthwiseConv2D",
     "QuantSeparableConv2D",
     "BatchNormalization",
     "quantized_layers",
     "layer_quantizers",
+    "runs_as_tokenwise_conv",
     "QUANTIZER_ATTRIBUTES",
     "QUANTIZATION_CONFIG_KEYS",
 ]

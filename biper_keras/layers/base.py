@@ -6,7 +6,9 @@ Lower than every layer module: it imports none of them.
 """
 
 import contextlib
+import inspect
 import math
+import numbers
 import warnings
 
 import keras
@@ -21,9 +23,43 @@ from biper_keras.regularizers import SinSquared
 _KERNEL_SCALES = (None, "channel")
 
 
+# The layer arguments that are sizes: an integer > 0 (or, for the tuple ones, a tuple
+# of them). Keras compares them with 0 before checking their type, so a string such as
+# filters="64" surfaced as "'<=' not supported between instances of 'str' and 'int'".
+_SIZE_ARGUMENTS = ("filters", "units", "depth_multiplier", "groups")
+_SIZE_TUPLE_ARGUMENTS = ("kernel_size", "strides", "dilation_rate")
+
+
+def check_size_arguments(keras_class, args, kwargs):
+    """Raises TypeError naming the argument, the value and what it takes for a size
+    argument of `keras_class.__init__` (given positionally or by name) that is not an
+    integer > 0 (or a tuple/list of them, for kernel_size, strides, dilation_rate)."""
+    try:
+        bound = inspect.signature(keras_class.__init__).bind_partial(None, *args, **kwargs).arguments
+    except TypeError:
+        return  # a wrong call: Python's own message says it
+    for name in _SIZE_ARGUMENTS + _SIZE_TUPLE_ARGUMENTS:
+        if name not in bound:
+            continue
+        value = bound[name]
+        values = list(value) if name in _SIZE_TUPLE_ARGUMENTS and isinstance(value, (tuple, list)) else [value]
+        takes = "an integer > 0" + (" or a tuple of them" if name in _SIZE_TUPLE_ARGUMENTS else "")
+        received = f"Received: {name}={value!r}"
+        if not values or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+            raise TypeError(f"Argument `{name}` must be {takes}. {received} (type {type(value).__name__}).")
+        if min(values) <= 0:
+            raise ValueError(f"Argument `{name}` must be {takes}. {received}.")
+
+
 class _QuantizedLayer:
-    """What every quantized layer shares: the forward-pass flag that makes its kernels
-    read quantized, and saving the variables themselves."""
+    """What every quantized layer shares: its size arguments checked first (one place
+    for all of them), the forward-pass flag that makes its kernels read quantized, and
+    saving the variables themselves."""
+
+    def __init__(self, *args, **kwargs):
+        keras_class = next(c for c in type(self).__mro__ if c.__module__.startswith("keras."))
+        check_size_arguments(keras_class, args, kwargs)
+        super().__init__(*args, **kwargs)
 
     @contextlib.contextmanager
     def _quantized_forward(self):
@@ -76,11 +112,19 @@ class _QuantizedKernel(_QuantizedLayer):
         if self.kernel_scale == "channel":
             self.alpha = self.add_weight(
                 name="kernel_scale",
-                shape=(self._kernel.shape[-1],),  # output channels, for conv and dense
+                shape=self._kernel_scale_shape(),
                 initializer=self.kernel_scale_initializer,
                 trainable=True,
                 dtype=self.dtype,
             )
+
+    def _kernel_scale_shape(self):
+        """The shape of alpha: one scale per output unit (conv and dense: the last axis)."""
+        return (self._kernel.shape[-1],)
+
+    def _alpha_for_kernel(self):
+        """alpha, shaped to broadcast against the kernel."""
+        return self.alpha
 
     @property
     def latent_kernel(self):
@@ -104,7 +148,7 @@ class _QuantizedKernel(_QuantizedLayer):
         if self.alpha is not None:
             # Scaling the kernel, not the output: it is cheaper (the kernel is small)
             # and LCE folds +/-alpha per output channel into its multiplier.
-            kernel = kernel * ops.cast(self.alpha, kernel.dtype)
+            kernel = kernel * ops.cast(self._alpha_for_kernel(), kernel.dtype)
         return kernel
 
     def _quantization_config(self):
@@ -119,6 +163,108 @@ class _QuantizedKernel(_QuantizedLayer):
                 self.kernel_scale_initializer
             ),
         }
+
+
+class _RefusesKerasQuantization:
+    """Keras's own post-training quantization (`quantize("int8")`, float8, int4, GPTQ,
+    AWQ) and LoRA replace or wrap the `kernel` these layers quantize: refused, with the
+    reason, rather than silently quantizing a quantized kernel. `Model.quantize` skips
+    a layer whose `quantize` raises NotImplementedError (with a warning)."""
+
+    def _refuse_keras_quantization(self, kwargs):
+        if kwargs.get("lora_rank"):
+            raise ValueError(
+                f"{type(self).__name__} does not support LoRA: its kernel is the latent weight "
+                f"of a quantizer. Received: lora_rank={kwargs['lora_rank']!r}."
+            )
+        if kwargs.get("quantization_config") is not None:
+            raise ValueError(
+                f"{type(self).__name__} does not support Keras's `quantization_config`: it "
+                "quantizes its kernel with `kernel_quantizer`. Received: "
+                f"quantization_config={kwargs['quantization_config']!r}."
+            )
+
+    def _check_not_keras_quantized(self):
+        if self.quantization_mode is not None:
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' cannot use Keras's quantized dtype policy "
+                f"{self.dtype_policy.name!r}: it quantizes its kernel with `kernel_quantizer`."
+            )
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        raise NotImplementedError(
+            f"{type(self).__name__} '{self.name}' already quantizes its kernel with "
+            f"`kernel_quantizer`; Keras's `quantize({mode!r})` is not supported on it. "
+            "For int8 weight storage convert it (biper_keras.convert)."
+        )
+
+    def enable_lora(self, rank, *args, **kwargs):
+        raise NotImplementedError(
+            f"{type(self).__name__} '{self.name}' does not support LoRA: its kernel is the "
+            f"latent weight of a quantizer. Received: rank={rank!r}."
+        )
+
+
+def _is_binary(quantizer):
+    return quantizer is not None and getattr(quantizer, "precision", 32) == 1
+
+
+def lowers_to_conv(layer, training):
+    """Whether `layer`'s call runs its projection as LCE's fusable 1x1 convolution:
+    TensorFlow backend, inference, a binary input quantizer."""
+    return (
+        keras.backend.backend() == "tensorflow"
+        and not training
+        and _is_binary(layer.input_quantizer)
+    )
+
+
+def runs_as_tokenwise_conv(layer):
+    """Whether the built `layer` (a QuantDense or QuantEinsumDense) computes, in its
+    TensorFlow inference graph, the 1x1 convolution over tokens that LCE fuses into
+    `LceBconv2d` when its kernel is binary too: a binary input quantizer, a token-wise
+    projection, one or two position axes of static size (see `tokenwise_conv`)."""
+    shape = _compat.built_input_shape(layer)
+    if not layer.built or shape is None or not _is_binary(getattr(layer, "input_quantizer", None)):
+        return False
+    if getattr(layer, "_contracted", None) is not None:  # QuantEinsumDense
+        if not layer._tokenwise:
+            return False
+        contracted = len(layer._contracted)
+    elif isinstance(layer, keras.layers.Dense):
+        contracted = 1
+    else:
+        return False
+    positions = tuple(shape)[1:len(shape) - contracted]
+    return len(positions) in (1, 2) and None not in positions
+
+
+def tokenwise_conv(inputs, kernel, contracted, input_quantizer=None, bias=None):
+    """A token-wise projection as the 1x1 convolution LCE fuses into `LceBconv2d`.
+
+    `inputs` has shape (batch, *positions, *contracted), `kernel` (*contracted, *units):
+    the result is `tensordot(inputs, kernel, len(contracted))`, of shape
+    (batch, *positions, *units), computed as a VALID 1x1 `conv2d` over the positions as
+    pixels ((batch, 1, N, C) for one position axis, (batch, H, W, C) for two). The input
+    quantizer runs on the conv's own input, so that the binarizer feeds the convolution
+    directly, the pattern LCE matches. Returns None when the shapes do not fit (more
+    than two position axes, or a non-static position size).
+    """
+    positions = tuple(inputs.shape[1:len(inputs.shape) - len(contracted)])
+    if len(positions) not in (1, 2) or any(d is None for d in positions):
+        return None
+    channels = math.prod(contracted)
+    units = tuple(kernel.shape[len(contracted):])
+    pixels = (1,) + positions if len(positions) == 1 else positions
+    x = ops.reshape(inputs, (-1, *pixels, channels))
+    if input_quantizer is not None:
+        x = input_quantizer(x)
+    w = ops.reshape(kernel, (1, 1, channels, math.prod(units)))
+    y = ops.conv(x, w, strides=1, padding="valid", data_format="channels_last")
+    if bias is not None:
+        y = ops.add(y, ops.reshape(bias, (-1,)))
+    return ops.reshape(y, (-1, *positions, *units))
+
 
 def full_precision(value):
     """`value` (a variable, or a tensor read from one) as a tensor in the variable's own

@@ -2,14 +2,25 @@
 
 import keras
 
-from biper_keras.layers.base import _QuantizedKernel
+from biper_keras.layers.base import (
+    _QuantizedKernel,
+    _RefusesKerasQuantization,
+    lowers_to_conv,
+    tokenwise_conv,
+)
 
 __all__ = ["QuantDense"]
 
 
 @keras.saving.register_keras_serializable(package="biper_keras")
-class QuantDense(_QuantizedKernel, keras.layers.Dense):
+class QuantDense(_RefusesKerasQuantization, _QuantizedKernel, keras.layers.Dense):
     """Densely connected layer with quantized inputs and kernel (Larq's `QuantDense`).
+
+    On a token sequence (rank-3 input, or rank 4) with a binary input quantizer, the
+    TensorFlow inference graph is the 1x1 convolution over the tokens that LCE fuses
+    into `LceBconv2d` (see `QuantEinsumDense`); the result is the matmul's up to float
+    rounding. Keras's own `quantize()` and LoRA are refused (they act on the kernel
+    this layer quantizes).
 
     Args:
         input_quantizer, kernel_quantizer, kernel_scale, kernel_scale_initializer:
@@ -42,7 +53,9 @@ class QuantDense(_QuantizedKernel, keras.layers.Dense):
         kernel_scale_initializer=None,
         **kwargs,
     ):
+        self._refuse_keras_quantization(kwargs)
         super().__init__(units, activation=activation, use_bias=use_bias, **kwargs)
+        self._check_not_keras_quantized()
         self._init_quantization(
             input_quantizer,
             kernel_quantizer,
@@ -51,9 +64,14 @@ class QuantDense(_QuantizedKernel, keras.layers.Dense):
         )
 
     def call(self, inputs, training=None):
-        if self.input_quantizer is not None:
-            inputs = self.input_quantizer(inputs)
         with self._quantized_forward():
+            if len(inputs.shape) in (3, 4) and lowers_to_conv(self, training):
+                outputs = tokenwise_conv(inputs, self.kernel, (self.kernel.shape[0],), self.input_quantizer,
+                                         self.bias)
+                if outputs is not None:
+                    return outputs if self.activation is None else self.activation(outputs)
+            if self.input_quantizer is not None:
+                inputs = self.input_quantizer(inputs)
             return super().call(inputs, training=training)
 
     def get_config(self):

@@ -111,6 +111,28 @@ def check_positive_number(name, value):
     return float(value)
 
 
+# The largest BiPer frequency: 2**24. float32 has a 24-bit significand, so from
+# |omega * w| = 2**24 on, consecutive float32 products are 2 apart (a third of sin's
+# period 2*pi): sign(sin(omega * w)) no longer follows w but the product's rounding, for
+# any weight |w| >= 1. Below the bound, omega * w overflows float32 (3.4e38, where sin
+# gives NaN) only for |w| > 3.4e38 / 2**24 = 2.0e31, far beyond any trained weight, so the
+# forward pass is exactly +/-1 without a guard in it.
+MAX_OMEGA = 2.0**24
+
+
+def check_omega(value):
+    """BiPer's `omega`: a finite number in (0, MAX_OMEGA]; ValueError naming it otherwise."""
+    omega = check_positive_number("omega", value)
+    if omega > MAX_OMEGA:
+        raise ValueError(
+            f"Argument `omega` must be at most 2**24 = {MAX_OMEGA:.0f}: past it float32 cannot resolve "
+            "sin(omega * w) (products 2 apart, a third of its period, for |w| >= 1) and omega * w "
+            f"overflows to inf (sin: NaN, not +/-1) for |w| > {3.4028234663852886e38 / omega:.1e}. "
+            f"Received: omega={value!r}."
+        )
+    return omega
+
+
 _TRAINING_METRICS = ("flip_ratio",)
 
 
@@ -281,7 +303,7 @@ class BiPer(ForwardBackwardQuantizer):
     Laplace(0, b) weights it depends on `b * omega` only (see `biper_keras.analysis`).
 
     Args:
-        omega: frequency, a finite number > 0 (paper: 20).
+        omega: frequency, a finite number in (0, 2**24] (paper: 20; see `MAX_OMEGA`).
         binarize: True for the square wave (stage 2), False for the sine (stage 1).
     """
 
@@ -290,7 +312,7 @@ class BiPer(ForwardBackwardQuantizer):
 
     def __init__(self, omega=DEFAULT_OMEGA, binarize=True, **kwargs):
         super().__init__(**kwargs)
-        self.omega = check_positive_number("omega", omega)
+        self.omega = check_omega(omega)
         if not isinstance(binarize, bool):
             raise ValueError(
                 f"Argument `binarize` must be True or False. Received: binarize={binarize!r}."
