@@ -282,10 +282,12 @@ def main():
     print(table)
     if args.out:
         meta = {"batch": args.batch, "rounds": args.rounds, "steps": args.steps, "deterministic": args.deterministic,
-                "ablate": args.ablate,
+                "ablate": args.ablate, "command": " ".join(["python", "benchmarks/train_step.py", *sys.argv[1:]]),
+                "load_average_1min_at_end": round(os.getloadavg()[0], 1),
                 "date": time.strftime("%Y-%m-%d"), "versions": versions()}
         with open(args.out, "w") as f:
-            json.dump({"meta": meta, "results": results}, f, indent=2)
+            json.dump({"meta": meta, "results": results, "ratios": ratios(results), "targets": targets(results)},
+                      f, indent=2)
         with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
             f.write(table + f"\nMeasured {meta['date']}: {meta['versions']}\n")
         plot(results, os.path.splitext(args.out)[0] + ".png")
@@ -312,6 +314,30 @@ def plot(results, path):
     fig.savefig(path, dpi=120)
 
 
+def ratios(results):
+    """Each backend's step times over its float twin's (and, on TensorFlow, over Larq's),
+    rounded as the tables show them."""
+    found = {}
+    for backend, r in results.items():
+        if "float" in r:
+            found[backend] = {f"{k}/float": round(r[k] / r["float"], 2) for k in r if k not in ("float", "raw_ms")}
+            if "larq_ste_sign" in r:
+                found[backend]["biper/larq_ste_sign"] = round(r["biper"] / r["larq_ste_sign"], 2)
+    return found
+
+
+# The issue's targets for the default BiPer ResNet-20 step: (ratio, limit).
+TARGETS = {"tensorflow": [("biper/larq_ste_sign", 0.90), ("biper/float", 1.10)],
+           "jax": [("biper/float", 1.10)], "torch": [("biper/float", 1.10)]}
+
+
+def targets(results):
+    table = ratios(results)
+    return [{"backend": b, "ratio": name, "measured": table[b][name], "limit": limit,
+             "met": table[b][name] <= limit}
+            for b, wanted in TARGETS.items() if b in table for name, limit in wanted if name in table[b]]
+
+
 def report(results, args):
     lines = [f"ResNet-20, batch {args.batch}, median of {args.rounds} rounds x {args.steps} steps", "",
              "| backend | BiPer ms/step | float ms/step | BiPer / float |", "|---|---|---|---|"]
@@ -333,6 +359,12 @@ def report(results, args):
         larq = results["tensorflow"]["larq_ste_sign"]
         lines.append(f"Larq QuantConv2D(ste_sign) ResNet-20 on tf_keras, interleaved in the TensorFlow process: "
                      f"{larq:.0f} ms/step; our BiPer on TensorFlow / Larq = {ours['tensorflow'] / larq:.2f}")
+    met = targets(results)
+    if met:
+        lines += ["", "| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {t['backend']} {t['ratio']} <= {t['limit']:.2f} | {t['measured']:.2f} | "
+                  f"{'yes' if t['met'] else 'no'} |" for t in met]
+        lines.append("")
     if "pytorch" in results and ours:
         ref = results["pytorch"]
         best = min(ours, key=ours.get)

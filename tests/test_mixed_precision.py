@@ -33,7 +33,7 @@ def hard_weights(shape, omega=20.0, seed=0):
 def kernel_seen_by_the_conv(layer, x):
     seen = []
     original = layer.convolution_op
-    layer.convolution_op = lambda inputs, kernel: (seen.append(kernel), original(inputs, kernel))[1]
+    layer.convolution_op = lambda inputs, kernel, **kw: (seen.append(kernel), original(inputs, kernel, **kw))[1]
     layer(x)
     layer.convolution_op = original
     return ops.convert_to_numpy(ops.cast(ops.stop_gradient(seen[0]), "float32"))

@@ -1,13 +1,13 @@
 """Quantized convolutions with Larq's argument names.
 
-`QuantConv2D` and `QuantDense` subclass `keras.layers.Conv2D` / `Dense` and hook into
-their two seams rather than rewriting `call`:
+`QuantConv2D` subclasses `keras.layers.Conv2D` and keeps its two seams:
 
 - the `kernel` property returns the *quantized* kernel (times the optional per-channel
   scale alpha) during the layer's own forward pass and inside
   `context.quantized_scope(True)`; anywhere else it is the latent real weight (the
   variable in `_kernel`, which trains and is saved), Larq's rule;
-- `convolution_op(inputs, kernel)` (conv) / `call` (dense) binarizes the inputs first.
+- `convolution_op(inputs, kernel, training)` binarizes the inputs first; `call` passes
+  it `training` (the per-sample normalization and the +1-padding route depend on it).
 
 On the TensorFlow backend the inference graph of a binarized conv is exactly what Larq
 Compute Engine fuses into `LceBconv2d`: `sign(sign(x) + c)` on the input, an optional
@@ -46,6 +46,77 @@ def _per_sample_normalized(x):
     return x * ops.rsqrt(var * (n / (n - 1)) + 1e-5)
 
 
+def _quantized_per_sample_normalized(quantizer, x):
+    r"""`quantizer(_per_sample_normalized(x))` for a quantizer whose forward ignores a
+    positive scale (`quantizer.scale_invariant`, a sign): the forward pass is
+    `quantizer`'s forward of `x` itself, and sigma is computed in the gradient only.
+
+    With u = x / sigma, sigma = sqrt(v + 1e-5), v the unbiased variance of a sample's
+    n values, q' the quantizer's backward gradient and h = dL/dq * q'(u), the chain
+    rule through u and through sigma (d sigma / dx = (x - mean) / ((n - 1) sigma)) gives
+
+        dL/dx = h / sigma - sum(h * x) * (x - mean) / ((n - 1) * sigma^3),
+
+    sums and means over each sample: the gradient of the authors' x / sigma, exactly.
+    """
+    mu = None if quantizer.mu is None else ops.cast(ops.copy(quantizer.mu), x.dtype)
+    config = {k: v for k, v in quantizer.get_config().items() if k not in ("name", "mu")}
+    gradient = _fused_by_xla((type(quantizer), repr(sorted(config.items()))),
+                             lambda: _normalized_gradient(type(quantizer).from_config(config).backward_gradient))
+
+    @ops.custom_gradient
+    def quantize(x):
+        def grad(*args, upstream=None):
+            if upstream is None:  # TF and JAX pass it positionally, torch by keyword
+                (upstream,) = args
+            return gradient(x, upstream, mu)
+
+        return quantizer.forward_value(x, mu), grad
+
+    return quantize(x)
+
+
+def _normalized_gradient(backward_gradient):
+    """The gradient function of `_quantized_per_sample_normalized` for a quantizer's
+    `backward_gradient`: (x, upstream, mu) -> dL/dx."""
+
+    def gradient(x, upstream, mu):
+        axes = tuple(range(1, len(x.shape)))
+        n = math.prod(x.shape[1:]) if None not in x.shape[1:] else ops.cast(ops.size(x[0]), x.dtype)
+        centered = x - ops.mean(x, axis=axes, keepdims=True)
+        inv_sigma = ops.rsqrt(ops.sum(ops.square(centered), axis=axes, keepdims=True) / (n - 1) + 1e-5)
+        h = upstream * backward_gradient(x * inv_sigma, mu)
+        through_sigma = ops.sum(h * x, axis=axes, keepdims=True) * ops.square(inv_sigma) / (n - 1)
+        return inv_sigma * (h - through_sigma * centered)
+
+    return gradient
+
+
+_XLA_FUNCTIONS = {}
+
+
+def _fused_by_xla(key, make):
+    """The function `make()` returns, compiled by XLA into a few fused loops on the
+    TensorFlow backend, where Keras runs a CPU step op by op (one pass over memory per
+    elementwise op); one function per `key`, shared by every layer. On JAX the whole
+    step is compiled by XLA already, and torch runs op by op: `make()` as it is."""
+    if keras.backend.backend() != "tensorflow":
+        return make()
+    if key not in _XLA_FUNCTIONS:
+        import tensorflow as tf
+
+        # reduce_retracing: one trace for every input shape (XLA still compiles per shape).
+        _XLA_FUNCTIONS[key] = tf.function(make(), jit_compile=True, reduce_retracing=True)
+    return _XLA_FUNCTIONS[key]
+
+
+def _border_term_pays():
+    """Whether a +1-padded conv trains faster as a zero-padded conv plus a border term
+    than as an explicit pad and a VALID conv: measured on TensorFlow only (JAX's XLA
+    fuses the pad; torch was slower), see docs/results.md."""
+    return keras.backend.backend() == "tensorflow"
+
+
 @keras.saving.register_keras_serializable(package="biper_keras")
 class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
     """2D convolution with quantized inputs and kernel (Larq's `QuantConv2D`).
@@ -63,8 +134,10 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
             training only: each sample's input is divided by
             `sqrt(var + 1e-5)`, var the unbiased variance over all its non-batch axes,
             before the input quantizer, with the gradient through the std. The sign
-            is unchanged, so it changes only the gradients; the inference graph
-            (and LCE's fusion) is the same as without it.
+            is unchanged, so it changes only the gradients: with a sign-like input
+            quantizer (`scale_invariant`) the forward pass skips it, and the gradient
+            computes sigma and its exact contribution. The inference graph (and LCE's
+            fusion) is the same as without it.
         symmetric_padding: with `padding="same"`, compute what PyTorch's
             `padding=k // 2` computes: `(extent - 1) // 2` before each spatial axis
             (and after it, as much as the last window reads). Differs from Keras's
@@ -73,6 +146,12 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
             With `pad_values=1.0` it converts to a fused `LceBconv2d` behind a float
             pad; with 0.0, at stride > 1, it does not fuse.
         **kwargs: everything `keras.layers.Conv2D` accepts.
+
+    SAME padding with 1.0 takes two routes that compute the same values (tests:
+    `test_conv_with_pad_values_one_matches_explicit_computation` in both modes,
+    `test_symmetric_padding_is_pytorchs_padding_1`): at inference an explicit pad and a
+    VALID conv, the graph LCE fuses; in training on TensorFlow, where it is faster, a
+    zero-padded conv plus the border's contribution (`_ones_padded_conv_by_border`).
 
     Input shape:
         4-D tensor with shape `(batch_size, height, width, channels)`
@@ -142,37 +221,39 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
         )
 
     def call(self, inputs, training=None):
-        # Conv's `call` has no `training`; `convolution_op` reads this flag to pick the
-        # training-only fast path for pad_values=1.0 (a Python bool at trace time).
-        self._training_call = bool(training)
         with self._quantized_forward():
-            return super().call(inputs)
+            outputs = self.convolution_op(inputs, self.kernel, training=bool(training))
+        return self._bias_and_activation(outputs)
 
-    def convolution_op(self, inputs, kernel):
-        training = getattr(self, "_training_call", False)
-        if self.normalize_inputs and training:
-            inputs = _per_sample_normalized(inputs)
+    def convolution_op(self, inputs, kernel, training=False):
+        """The binary convolution: (in training, the per-sample normalization,) the input
+        quantizer, SAME padding with `pad_values`, the convolution with `kernel`."""
         # Keras's own SAME is symmetric at stride 1; at stride > 1 the pads are explicit.
-        own_pads = not (self.symmetric_padding and any(s > 1 for s in self.strides))
-        if not own_pads and self.pad_values == 1.0 and not training:
+        keras_same = not (self.symmetric_padding and any(s > 1 for s in self.strides))
+        if self.padding != "same" or (self.pad_values == 0.0 and keras_same):
+            return super().convolution_op(self._quantized_inputs(inputs, training), kernel)
+        pad_width = self._same_pad_width(inputs.shape)
+        if self.pad_values == 1.0 and not keras_same and not training:
             # Inference: pad with +1 before the binarizer (the same values, sign(1) = +1).
             # LCE then fuses a VALID LceBconv2d; a pad after the binarizer it fuses as
             # its own SAME, which pads (0, 1) at stride 2: silently wrong.
-            inputs = ops.pad(inputs, self._same_pad_width(inputs.shape), constant_values=1.0)
-            if self.input_quantizer is not None:
-                inputs = self.input_quantizer(inputs)
-            return self._conv(inputs, kernel, "valid")
-        if self.input_quantizer is not None:
-            inputs = self.input_quantizer(inputs)
-        if self.padding != "same" or (self.pad_values == 0.0 and own_pads):
-            return super().convolution_op(inputs, kernel)
-        pad_width = self._same_pad_width(inputs.shape)
-        # TF only: faster there on the training step; no gain on JAX (XLA fuses the pad)
-        # and slower on torch (docs/results.md, section 1).
-        if training and own_pads and keras.backend.backend() == "tensorflow":
+            inputs = ops.pad(inputs, pad_width, constant_values=1.0)
+            return self._conv(self._quantized_inputs(inputs, training), kernel, "valid")
+        inputs = self._quantized_inputs(inputs, training)
+        if self.pad_values == 1.0 and keras_same and training and _border_term_pays():
             return self._ones_padded_conv_by_border(inputs, kernel, pad_width)
-        padded = ops.pad(inputs, pad_width, constant_values=self.pad_values)
-        return self._conv(padded, kernel, "valid")
+        return self._conv(ops.pad(inputs, pad_width, constant_values=self.pad_values), kernel, "valid")
+
+    def _quantized_inputs(self, inputs, training):
+        quantizer = self.input_quantizer
+        if not (self.normalize_inputs and training):
+            return inputs if quantizer is None else quantizer(inputs)
+        if getattr(quantizer, "scale_invariant", False) and not quantizer._custom_metrics:
+            return _quantized_per_sample_normalized(quantizer, inputs)
+        # A quantizer whose forward sees the scale (or none: the conv does), or one
+        # with training metrics (variables, which a custom gradient cannot update).
+        inputs = _per_sample_normalized(inputs)
+        return inputs if quantizer is None else quantizer(inputs)
 
     def _conv(self, inputs, kernel, padding):
         return ops.conv(

@@ -253,6 +253,11 @@ class ForwardBackwardQuantizer(Quantizer):
         mu: initial value of the annealed parameter (a finite number > 0), or None.
     """
 
+    # True when F(c * x) = F(x) for every c > 0 (a sign): a layer may then leave a
+    # positive per-sample scale of the input out of the forward pass and apply it in
+    # the gradient only (`QuantConv2D(normalize_inputs=True)`).
+    scale_invariant = False
+
     def __init__(self, mu=None, **kwargs):
         super().__init__(**kwargs)
         self.mu = None
@@ -328,6 +333,8 @@ class BiPer(ForwardBackwardQuantizer):
 
 class _Sign(ForwardBackwardQuantizer):
     """Forward: sign(x) with sign(0) = +1, the LCE-fusable form."""
+
+    scale_invariant = True
 
     def forward_value(self, x, mu):
         return binary_sign(x)
@@ -439,6 +446,7 @@ class BNNPlusPlus(ForwardBackwardQuantizer):
             raise ValueError(f"Argument `hard` must be True or False. Received: hard={hard!r}.")
         self.hard = hard
         self.precision = 1 if hard else 32
+        self.scale_invariant = hard
 
     def forward_value(self, x, mu):
         return binary_sign(x) if self.hard else sign_swish(x, mu)

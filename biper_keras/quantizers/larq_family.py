@@ -110,6 +110,8 @@ class SteHeaviside(_ClippedSte):
         clip_value: gradient cut-off (> 0), or None for no clipping.
     """
 
+    scale_invariant = True
+
     def forward_value(self, x, mu):
         return ops.sign(ops.relu(x))
 
