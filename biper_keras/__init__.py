@@ -10,6 +10,8 @@ from biper_keras.layers import (
     QuantConv2D,
     QuantDense,
     QuantDepthwiseConv2D,
+    QuantEinsumDense,
+    QuantMultiHeadAttention,
     QuantSeparableConv2D,
 )
 from biper_keras.constraints import WeightClip
@@ -58,6 +60,8 @@ __all__ = [
     "QuantConv2D",
     "QuantDense",
     "QuantDepthwiseConv2D",
+    "QuantEinsumDense",
+    "QuantMultiHeadAttention",
     "QuantSeparableConv2D",
     "BatchNormalization",
     # quantizers: BiPer, Larq's family, ProxConnect++'s family
