@@ -56,15 +56,6 @@ class Bop(keras.optimizers.Optimizer):
         if self.gamma > 1.0:
             raise ValueError(f"Argument `gamma` must be in (0, 1]. Received: gamma={gamma!r}.")
 
-    def _follow_record(self, var_list):
-        """The recorded assignment, by position (variable paths change with the name of
-        the model that loads them; their order is what Keras restores state by)."""
-        if len(var_list) != len(self._recorded):
-            raise ValueError(f"CaseOptimizer {self.name!r} was saved for {len(self._recorded)} variables "
-                             f"({', '.join(path for path, _ in self._recorded[:3])}, ...) but is built for "
-                             f"{len(var_list)}: compile the model with a new CaseOptimizer.")
-        return [None if index is None else int(index) for _, index in self._recorded]
-
     def build(self, var_list):
         if self.built:
             return
