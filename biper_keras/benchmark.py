@@ -118,21 +118,18 @@ _XNNPACK_NOTICE = "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 def _without_delegate_notice(create):
     """`create()`, with TFLite's XNNPACK notice dropped from what it writes to fd 2 (any
     other line is passed on)."""
+    from biper_keras.convert.interpreter import _stderr_to
+
     with tempfile.TemporaryFile(mode="w+b") as log:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(log.fileno(), 2)
         try:
-            result = create()
+            with _stderr_to(log):
+                return create()
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
             log.seek(0)
             lines = log.read().decode(errors="replace").splitlines()
             rest = [line for line in lines if line.strip() != _XNNPACK_NOTICE]
             if rest:
                 sys.stderr.write("\n".join(rest) + "\n")
-    return result
 
 
 def time_tflite(flatbuffer, *, threads=(1, 2), options=None, warmup=5, runs=30, progress=False):
