@@ -3,6 +3,10 @@ per Keras backend, variants interleaved in one process per backend. Larq's
 QuantConv2D(ste_sign) ResNet-20 (tf_keras) is interleaved in the TensorFlow process
 (tf_keras and Keras 3 share it under TF_USE_LEGACY_KERAS=1); a plain PyTorch ResNet-20
 with the authors' stage-2 BiPer layer (written here from the paper) runs in its own.
+Our models are compiled as `training.train()` compiles a full run (XLA on TensorFlow/CPU
+and JAX, `Recipe.jit_compile="auto"`); on TensorFlow the same two models without XLA
+(what a plain `model.compile()` gives on a CPU) and Larq's step compiled by XLA are timed
+too. Larq's own row is op by op, as tf_keras runs it by default.
 
     python benchmarks/train_step.py                      # TF, JAX, torch, Larq, PyTorch ref.
     python benchmarks/train_step.py --quick              # a smoke run
@@ -22,20 +26,6 @@ import sys
 import time
 
 
-def _explicit_pad(model):
-    """The model with the plain training path for pad_values=1.0 (pad the batch, VALID
-    conv) instead of the TF border-term path: what the layer did before."""
-    from keras import ops
-
-    from biper_keras.layers import QuantConv2D
-
-    for layer in model.layers:
-        if isinstance(layer, QuantConv2D):
-            layer._ones_padded_conv_by_border = (
-                lambda l: lambda x, k, pads: l._conv(ops.pad(x, pads, constant_values=1.0), k, "valid"))(layer)
-    return model
-
-
 def ablation_variants(get_model):
     """The step with one part of the binary conv taken away at a time: what each costs."""
     return {
@@ -43,19 +33,18 @@ def ablation_variants(get_model):
         "no_kernel_binarizer": get_model("resnet20", kernel_quantizer=None),
         "zero_padding": get_model("resnet20", pad_values=0.0),
         "no_kernel_scale": get_model("resnet20", kernel_scale=None),
-        "explicit_pad": _explicit_pad(get_model("resnet20")),
         # The authors' per-sample activation normalization (on by default) taken away.
         "no_input_normalization": get_model("resnet20", normalize_inputs=False),
     }
 
 
-def worker(backend, batch, rounds, steps, warmup, deterministic=False, ablate=False, larq=False):
+def worker(backend, batch, rounds, steps, warmup, deterministic=False, ablate=False, larq=False, quick=False):
     os.environ["KERAS_BACKEND"] = backend
     import keras
     import numpy as np
 
     from biper_keras.models import get_model
-    from biper_keras.training import make_deterministic
+    from biper_keras.training import Recipe, make_deterministic, resolve_jit_compile
 
     assert keras.backend.backend() == backend
     if deterministic:
@@ -63,21 +52,31 @@ def worker(backend, batch, rounds, steps, warmup, deterministic=False, ablate=Fa
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, size=batch)
+    # XLA as train() compiles stage 2 of the paper's recipe on CIFAR-10's 50,000 images
+    # (on TensorFlow/CPU: on; JAX: Keras's auto, on; torch: off).
+    jit = resolve_jit_compile(Recipe().jit_compile, samples=50_000 * Recipe().stage2.epochs)
     models = {
-        "biper": get_model("resnet20"),
-        "float": get_model("resnet20", kernel_quantizer=None, input_quantizer=None),
+        "biper": (get_model("resnet20"), jit),
+        "float": (get_model("resnet20", kernel_quantizer=None, input_quantizer=None), jit),
     }
+    if backend == "tensorflow" and jit is True and not quick:
+        # What a plain `model.compile()` gives on TensorFlow/CPU: no XLA.
+        models["biper_no_xla"] = (get_model("resnet20"), False)
+        models["float_no_xla"] = (get_model("resnet20", kernel_quantizer=None, input_quantizer=None), False)
     if ablate:
-        models.update(ablation_variants(get_model))
+        models.update({name: (model, jit) for name, model in ablation_variants(get_model).items()})
     variants = {}
-    for name, model in models.items():
+    for name, (model, jit_compile) in models.items():
         model.compile(
             keras.optimizers.SGD(0.01, momentum=0.9),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit_compile,
         )
         variants[name] = (lambda m: lambda: m.train_on_batch(x, y))(model)
     if larq:
         variants["larq_ste_sign"] = larq_step(x, y)
+        if not quick:
+            variants["larq_ste_sign_xla"] = larq_step(x, y, jit_compile=True)
     for step in variants.values():
         for _ in range(warmup):
             step()
@@ -92,10 +91,11 @@ def worker(backend, batch, rounds, steps, warmup, deterministic=False, ablate=Fa
     return {name: statistics.median(t) for name, t in times.items()} | {"raw_ms": times}
 
 
-def larq_step(images, labels):
+def larq_step(images, labels, jit_compile=False):
     """A train step of Larq's QuantConv2D(ste_sign) ResNet-20 on tf_keras, the same
     topology as ours, as a tf.function (tf_keras train_on_batch stalls on a fresh
-    iterator every call). Needs TF_USE_LEGACY_KERAS=1 set before TensorFlow is
+    iterator every call): op by op as tf_keras runs it (its `compile` has no XLA by
+    default), or with `jit_compile=True` compiled by XLA. Needs TF_USE_LEGACY_KERAS=1 set before TensorFlow is
     imported; Keras 3 models live in the same process."""
     import larq as lq
     import tensorflow as tf
@@ -127,7 +127,7 @@ def larq_step(images, labels):
     loss_fn = k.losses.SparseCategoricalCrossentropy(from_logits=True)
     x_batch, y_batch = tf.constant(images), tf.constant(labels)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def step():
         with tf.GradientTape() as tape:
             loss = loss_fn(y_batch, model(x_batch, training=True))
@@ -237,7 +237,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="batch 16, 1 round of 2 steps")
+    parser.add_argument("--quick", action="store_true",
+                        help="batch 16, 1 round of 2 steps; without the no-XLA and Larq-with-XLA rows")
     parser.add_argument("--ablate", action="store_true",
                         help="also time the BiPer step without each of its parts (a profile by subtraction)")
     parser.add_argument("--deterministic", action="store_true",
@@ -257,7 +258,7 @@ def main():
     if args.worker:
         larq = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
         print(json.dumps(worker(args.worker, args.batch, args.rounds, args.steps, args.warmup,
-                                args.deterministic, args.ablate, larq)))
+                                args.deterministic, args.ablate, larq, args.quick)))
         return
 
     results = {}
@@ -267,6 +268,7 @@ def main():
     for backend in workers:
         cmd = [sys.executable, __file__, "--worker", backend, "--batch", str(args.batch),
                *(["--deterministic"] if args.deterministic else []), *(["--ablate"] if args.ablate else []),
+               *(["--quick"] if args.quick else []),
                "--rounds", str(args.rounds), "--steps", str(args.steps), "--warmup", str(args.warmup)]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         env.pop("TF_USE_LEGACY_KERAS", None)
@@ -315,14 +317,20 @@ def plot(results, path):
 
 
 def ratios(results):
-    """Each backend's step times over its float twin's (and, on TensorFlow, over Larq's),
+    """Each backend's step times over its float twin's, and on TensorFlow over Larq's,
     rounded as the tables show them."""
     found = {}
     for backend, r in results.items():
-        if "float" in r:
-            found[backend] = {f"{k}/float": round(r[k] / r["float"], 2) for k in r if k not in ("float", "raw_ms")}
-            if "larq_ste_sign" in r:
-                found[backend]["biper/larq_ste_sign"] = round(r["biper"] / r["larq_ste_sign"], 2)
+        if "float" not in r:
+            continue
+        found[backend] = {f"{k}/float": round(r[k] / r["float"], 2)
+                          for k in r if k not in ("float", "raw_ms") and not k.endswith("_no_xla")
+                          and not k.startswith("larq")}
+        if "biper_no_xla" in r:
+            found[backend]["biper_no_xla/float_no_xla"] = round(r["biper_no_xla"] / r["float_no_xla"], 2)
+        for larq in ("larq_ste_sign", "larq_ste_sign_xla"):
+            if larq in r:
+                found[backend][f"biper/{larq}"] = round(r["biper"] / r[larq], 2)
     return found
 
 
@@ -338,6 +346,9 @@ def targets(results):
             for b, wanted in TARGETS.items() if b in table for name, limit in wanted if name in table[b]]
 
 
+_NOT_ABLATIONS = ("biper", "float", "raw_ms", "biper_no_xla", "float_no_xla", "larq_ste_sign", "larq_ste_sign_xla")
+
+
 def report(results, args):
     lines = [f"ResNet-20, batch {args.batch}, median of {args.rounds} rounds x {args.steps} steps", "",
              "| backend | BiPer ms/step | float ms/step | BiPer / float |", "|---|---|---|---|"]
@@ -345,9 +356,12 @@ def report(results, args):
     for backend in ours:
         r = results[backend]
         lines.append(f"| {backend} | {r['biper']:.0f} | {r['float']:.0f} | {r['biper'] / r['float']:.2f} |")
+        if "biper_no_xla" in r:
+            lines.append(f"| {backend}, no XLA | {r['biper_no_xla']:.0f} | {r['float_no_xla']:.0f} | "
+                         f"{r['biper_no_xla'] / r['float_no_xla']:.2f} |")
     lines.append("")
     for backend in ours:
-        extra = [k for k in results[backend] if k not in ("biper", "float", "raw_ms", "larq_ste_sign")]
+        extra = [k for k in results[backend] if k not in _NOT_ABLATIONS]
         if extra:
             lines += [f"Where the {backend} BiPer step goes (each part taken away in turn):", "",
                       "| variant | ms/step | / float | saves vs BiPer |", "|---|---|---|---|"]
@@ -355,10 +369,15 @@ def report(results, args):
             for k in extra:
                 lines.append(f"| {k} | {r[k]:.0f} | {r[k] / r['float']:.2f} | {r['biper'] - r[k]:+.0f} ms |")
             lines.append("")
-    if "larq_ste_sign" in results.get("tensorflow", {}):
-        larq = results["tensorflow"]["larq_ste_sign"]
+    tf_results = results.get("tensorflow", {})
+    if "larq_ste_sign" in tf_results:
+        larq = tf_results["larq_ste_sign"]
         lines.append(f"Larq QuantConv2D(ste_sign) ResNet-20 on tf_keras, interleaved in the TensorFlow process: "
                      f"{larq:.0f} ms/step; our BiPer on TensorFlow / Larq = {ours['tensorflow'] / larq:.2f}")
+        if "larq_ste_sign_xla" in tf_results:
+            larq_xla = tf_results["larq_ste_sign_xla"]
+            lines.append(f"Larq's step compiled by XLA (not tf_keras's default): {larq_xla:.0f} ms/step; "
+                         f"our BiPer / Larq with XLA = {ours['tensorflow'] / larq_xla:.2f}")
     met = targets(results)
     if met:
         lines += ["", "| target | measured | met |", "|---|---|---|"]

@@ -69,6 +69,28 @@ def in_stateless_or_symbolic_scope():
     return in_stateless_scope() or in_symbolic_scope()
 
 
+def tracing_for_xla():
+    """True while TensorFlow traces a function that XLA will compile
+    (`tf.function(jit_compile=True)`, Keras's `compile(jit_compile=True)` on TF);
+    False on the other backends and outside such a trace."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
+    from tensorflow.python.framework import ops
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph())
+
+
+def tf_op_determinism_enabled():
+    """Whether `tf.config.experimental.enable_op_determinism()` was called in this
+    process (TensorFlow has no public getter)."""
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    return is_op_determinism_enabled()
+
+
 def register_constraint_name(name, cls):
     """Makes `keras.constraints.get(name)` (so `kernel_constraint=name`) return a `cls`:
     Keras resolves a bare constraint name from its own table only, not from the custom

@@ -276,6 +276,7 @@ def _recipe(args):
                     stage2=Stage(epochs[1], lr[1], wd[1], tau[1]), batch_size=args.batch_size,
                     warmup_epochs=args.warmup_epochs, seed=args.seed, weight_decay_mode=args.weight_decay_mode,
                     precision=args.precision, steps_per_execution=args.steps_per_execution,
+                    jit_compile={"auto": "auto", "on": True, "off": False}[args.xla],
                     init_from=getattr(args, "init_from", None))
     return recipe.validate()
 
@@ -442,6 +443,9 @@ def _add_recipe_arguments(parser, recipe):
     parser.add_argument("--batch-size", type=int, default=recipe.batch_size, help="global batch")
     parser.add_argument("--steps-per-execution", type=int, default=recipe.steps_per_execution,
                         help="training steps per compiled call (fewer host round trips on a GPU/TPU)")
+    parser.add_argument("--xla", choices=["auto", "on", "off"], default="auto",
+                        help="XLA-compile the training step (auto: Keras's choice; on TensorFlow/CPU, "
+                             "stages of 25,600 samples or more)")
     parser.add_argument("--warmup-epochs", type=int, default=recipe.warmup_epochs,
                         help="learning-rate warm-up (at most half a stage)")
     parser.add_argument("--seed", type=int, default=recipe.seed, help="weights, shuffling, augmentation")

@@ -66,6 +66,12 @@ class Recipe:
     # Training steps per compiled call (Keras's `compile(steps_per_execution=)`): fewer
     # host round trips on an accelerator; callbacks then see every n-th batch. Same math.
     steps_per_execution: int = 1
+    # XLA for the training step (Keras's `compile(jit_compile=)`): True, False or "auto".
+    # "auto" is Keras's choice (XLA on JAX and on TensorFlow accelerators, none on torch),
+    # except on TensorFlow on CPU, where Keras never compiles: there a stage of at least
+    # `training.XLA_MIN_SAMPLES` samples (steps x batch) is compiled by XLA
+    # (`training.resolve_jit_compile`).
+    jit_compile: object = "auto"
     model_options: dict = dataclasses.field(default_factory=dict)
     init_from: str = None  # path of a trained float .keras model: fine-tune from it
 
@@ -93,6 +99,9 @@ class Recipe:
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
                 bound = "> 0" if positive else ">= 0"
                 raise ValueError(f"Argument `{name}` must be an integer {bound}. Received: {name}={value!r}.")
+        if not (self.jit_compile is True or self.jit_compile is False or self.jit_compile == "auto"):
+            raise ValueError("Argument `jit_compile` must be True, False or 'auto'. "
+                             f"Received: jit_compile={self.jit_compile!r}.")
         if self.precision not in _PRECISIONS:
             raise ValueError(f"Argument `precision` must be one of {', '.join(_PRECISIONS)}. "
                              f"Received: precision={self.precision!r}.")

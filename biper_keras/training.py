@@ -15,6 +15,7 @@ import types
 import keras
 import numpy as np
 
+from biper_keras import _compat
 from biper_keras._files import atomic_write as _atomic_write
 from biper_keras.optimizers import CoupledSGD
 from biper_keras.quantizers import BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
@@ -23,7 +24,8 @@ from biper_keras.recipe import Recipe, Stage, quickstart_recipe  # noqa: F401 (p
 from biper_keras.recipe import _check_non_negative
 
 __all__ = ["MuSchedule", "annealed_quantizers", "annealing_callbacks", "harden", "to_binary_stage", "Recipe", "Stage",
-           "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "compile_stage", "read_state",
+           "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "compile_stage", "resolve_jit_compile",
+           "XLA_MIN_SAMPLES", "read_state",
            "load_checkpoint", "make_deterministic", "seeded", "initialize_from", "distribution_scope", "dtype_policy"]
 
 _SCHEDULES = ("linear", "exponential")
@@ -390,14 +392,48 @@ def make_optimizer(recipe, stage, steps_per_epoch):
     return keras.optimizers.SGD(schedule, momentum=momentum, weight_decay=settings.weight_decay or None)
 
 
+# The least work (training samples: steps x batch) that XLA compiles on TensorFlow/CPU
+# under jit_compile="auto": XLA adds ~7 s to the first step of a ResNet-20 and saves
+# ~0.1 s on each later step at batch 128 (2 CPU cores; benchmarks/train_step.py), so it
+# pays back after ~70 such steps; 200 of them are the threshold.
+XLA_MIN_SAMPLES = 200 * 128
+
+
+def resolve_jit_compile(jit_compile="auto", samples=None):
+    """The `jit_compile` to pass to `model.compile` for a run over `samples` training
+    samples (steps x batch size; None: unknown). True and False are returned as they
+    are. "auto" is Keras's "auto" (XLA on JAX and on TensorFlow with a GPU/TPU, none on
+    torch), except on TensorFlow on CPU, where Keras's "auto" never compiles: there it
+    is True for a run of at least `XLA_MIN_SAMPLES` samples (the step is faster:
+    docs/results.md, "Training step"); False for a shorter or unknown one, with op
+    determinism on (`make_deterministic`; Keras's rule) or under a distribution strategy."""
+    if jit_compile is True or jit_compile is False:
+        return jit_compile
+    if jit_compile != "auto":
+        raise ValueError(f"Argument `jit_compile` must be True, False or 'auto'. Received: jit_compile={jit_compile!r}.")
+    if keras.backend.backend() != "tensorflow":
+        return "auto"
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"):
+        return "auto"
+    if _compat.tf_op_determinism_enabled() or tf.distribute.has_strategy():
+        return False
+    return samples is not None and samples >= XLA_MIN_SAMPLES
+
+
 def compile_stage(model, recipe, stage, steps_per_epoch):
     """Compiles `model` as `train()` does for `stage` (1 or 2): `make_optimizer`'s SGD,
-    cross-entropy on logits, accuracy, the recipe's steps per execution."""
+    cross-entropy on logits, accuracy, the recipe's steps per execution, and XLA as
+    `resolve_jit_compile(recipe.jit_compile, <the stage's training samples>)` says."""
+    settings = recipe.stage1 if stage == 1 else recipe.stage2
     model.compile(
         make_optimizer(recipe, stage, steps_per_epoch),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
         steps_per_execution=recipe.steps_per_execution,
+        jit_compile=resolve_jit_compile(recipe.jit_compile,
+                                        settings.epochs * steps_per_epoch * recipe.batch_size),
     )
 
 

@@ -25,7 +25,8 @@ def _graph():
 
 def test_private_names_are_used_only_in_the_compat_module():
     pattern = re.compile(r"keras\.src|\._flatten_layers|_inbound_nodes|_outbound_nodes|_keras_history|"
-                         r"_build_shapes_dict|AutocastScope|_BaseQuantizer|_tf_tfl_flatbuffer")
+                         r"_build_shapes_dict|AutocastScope|_BaseQuantizer|_tf_tfl_flatbuffer|"
+                         r"control_flow_util|is_op_determinism_enabled")
     users = sorted(str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if pattern.search(path.read_text()))
     assert users == ["_compat.py"]
 
@@ -95,6 +96,36 @@ def test_stateless_or_symbolic_scope_is_seen():
 
     Probe()(keras.Input((2,)))  # symbolic call
     assert seen == [True]
+
+
+def test_tracing_for_xla_is_seen():
+    import tensorflow as tf
+
+    seen = []
+
+    def probe(x):
+        seen.append(_compat.tracing_for_xla())
+        return x + 1
+
+    assert not _compat.tracing_for_xla()
+    tf.function(probe, jit_compile=True)(tf.constant(1.0))
+    tf.function(probe)(tf.constant(1.0))
+    tf.function(lambda x: tf.function(probe)(x), jit_compile=True)(tf.constant(2.0))  # nested in an XLA trace
+    assert seen == [True, False, True]
+
+
+def test_op_determinism_is_seen():
+    import tensorflow as tf
+    from tensorflow.python.framework import config  # its undo, for tests only
+
+    was = _compat.tf_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        assert _compat.tf_op_determinism_enabled()
+        config.disable_op_determinism()
+        assert not _compat.tf_op_determinism_enabled()
+    finally:
+        (tf.config.experimental.enable_op_determinism if was else config.disable_op_determinism)()
 
 
 def test_constraint_names_resolve_after_registration():

@@ -68,6 +68,30 @@ def test_training_path_gradients_equal_the_explicit_pad_gradients(size, kernel, 
         np.testing.assert_allclose(fast.numpy(), reference.numpy(), atol=1e-5 * scale)
 
 
+def test_the_xla_compiled_training_path_equals_the_op_by_op_one():
+    # Under XLA (Keras's jit_compile on TF) the +1 padding is an explicit pad that XLA
+    # fuses, not the border term: the same values and gradients either way.
+    layer = bk.QuantConv2D(5, 3, strides=2, padding="same", pad_values=1.0, input_quantizer="approx_sign",
+                           kernel_quantizer=bk.BiPer(omega=3.0), kernel_scale="channel", normalize_inputs=True)
+    x = tf.constant(RNG.normal(size=(3, 9, 9, 4)).astype("float32"))
+    layer(x)
+    routes = []
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * tf.sin(tf.reshape(tf.range(tf.size(y), dtype=y.dtype), y.shape) * 0.37))
+        return [y, *tape.gradient(loss, [x, layer._kernel, layer.alpha])]
+
+    original = layer._ones_padded_conv_by_border
+    layer._ones_padded_conv_by_border = lambda *a: routes.append("border") or original(*a)
+    eager, xla = tf.function(step)(x), tf.function(step, jit_compile=True)(x)
+    assert routes == ["border"]  # traced twice, the border term once: not under XLA
+    for a, b in zip(xla, eager):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5 * float(tf.reduce_max(tf.abs(b))))
+
+
 def test_zero_padding_equals_keras_conv_on_binarized_operands():
     layer = bk.QuantConv2D(4, 3, padding="same", input_quantizer="ste_sign", kernel_quantizer="ste_sign", use_bias=False)
     x = RNG.normal(size=(1, 6, 6, 2)).astype("float32")

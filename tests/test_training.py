@@ -213,6 +213,36 @@ def test_a_compiled_recipe_model_saves_and_loads_its_coupled_optimizer(data, tmp
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_xla_is_on_for_long_runs_on_tensorflow_cpu_and_as_asked_otherwise(data):
+    import tensorflow as tf
+    from tensorflow.python.framework import config  # the undo of op determinism, for tests only
+
+    from biper_keras.training import XLA_MIN_SAMPLES, compile_stage, resolve_jit_compile
+
+    assert not tf.config.list_logical_devices("GPU")  # this suite runs on CPU
+    assert resolve_jit_compile("auto", XLA_MIN_SAMPLES) is True
+    assert resolve_jit_compile("auto", XLA_MIN_SAMPLES - 1) is False
+    assert resolve_jit_compile("auto") is False  # unknown length
+    assert resolve_jit_compile(True, 1) is True and resolve_jit_compile(False, 10**9) is False
+    with pytest.raises(ValueError, match=r"`jit_compile` must be True, False or 'auto'. Received: jit_compile='yes'"):
+        resolve_jit_compile("yes", 10)
+    with pytest.raises(ValueError, match=r"`jit_compile` must be True, False or 'auto'. Received: jit_compile=1"):
+        Recipe(jit_compile=1).validate()
+    was = config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:  # Keras's rule: no XLA with deterministic kernels
+        assert resolve_jit_compile("auto", 10**9) is False
+    finally:
+        (tf.config.experimental.enable_op_determinism if was else config.disable_op_determinism)()
+    # compile_stage counts the stage's samples: epochs x steps x batch.
+    model = build_model(tiny_recipe(), 1, data)
+    for epochs, steps, batch, expected in ((1, 2, 16, False), (2, 100, 128, True), (1, 199, 128, False)):
+        compile_stage(model, Recipe(batch_size=batch, stage1=Stage(epochs, 0.01, 0.0, 0.0)), 1, steps)
+        assert model.jit_compile is expected
+    compile_stage(model, Recipe(jit_compile=True), 1, 2)
+    assert model.jit_compile is True
+
+
 @pytest.mark.parametrize("taus", [(0.037, 0.0468), (0.037, 0.0), (0.0, 0.0468)])
 def test_to_binary_stage_is_the_recipes_stage_2_with_stage_1s_weights(taus):
     from biper_keras.data import Datasets

@@ -21,6 +21,7 @@ import math
 import keras
 from keras import ops
 
+from biper_keras import _compat
 from biper_keras import quantizers as quantizers_lib
 from biper_keras.layers.base import (
     _check_pad_values,
@@ -112,9 +113,10 @@ def _fused_by_xla(key, make):
 
 def _border_term_pays():
     """Whether a +1-padded conv trains faster as a zero-padded conv plus a border term
-    than as an explicit pad and a VALID conv: measured on TensorFlow only (JAX's XLA
-    fuses the pad; torch was slower), see docs/results.md."""
-    return keras.backend.backend() == "tensorflow"
+    than as an explicit pad and a VALID conv: measured on TensorFlow op by op only. XLA
+    (JAX, TF with jit_compile) fuses the pad into the conv's input, and torch was
+    slower (benchmarks/train_step.py --ablate, docs/results.md)."""
+    return keras.backend.backend() == "tensorflow" and not _compat.tracing_for_xla()
 
 
 @keras.saving.register_keras_serializable(package="biper_keras")
