@@ -38,6 +38,87 @@ def ablation_variants(get_model):
     }
 
 
+# One binary conv built up a part at a time (`--parts`): each row adds one part to the
+# row before it; the last is the default binary conv of get_model("resnet20").
+PARTS = [
+    ("float Conv2D", None),
+    ("QuantConv2D, no quantizer", dict(padding="same", use_bias=False)),
+    ("+ pad with +1", dict(pad_values=1.0)),
+    ("+ input binarizer (approx_sign)", dict(input_quantizer="approx_sign")),
+    ("+ per-sample normalization", dict(normalize_inputs=True)),
+    ("+ kernel binarizer (BiPer)", dict(kernel_quantizer="biper")),
+    ("+ kernel scale alpha", dict(kernel_scale="channel")),
+]
+
+
+def parts_worker(backend, batch, rounds, steps, warmup, shapes=((32, 16), (16, 32), (8, 64))):
+    """ms per training step of one 3x3 conv at each ResNet-20 stage's shape (batch norm
+    before it, so that the conv's input gradient is computed as in the network), built
+    up part by part (PARTS), compiled as train() compiles a full run; interleaved."""
+    os.environ["KERAS_BACKEND"] = backend
+    import keras
+    import numpy as np
+
+    from biper_keras.layers import QuantConv2D
+    from biper_keras.training import Recipe, resolve_jit_compile
+
+    jit = resolve_jit_compile(Recipe().jit_compile, samples=50_000 * Recipe().stage2.epochs)
+    rng = np.random.default_rng(0)
+    variants = {}
+    for size, channels in shapes:
+        x = rng.normal(size=(batch, size, size, channels)).astype("float32")
+        y = np.zeros((batch, size, size, channels), "float32")
+        config = {}
+        for name, part in PARTS:
+            if part is None:
+                conv = keras.layers.Conv2D(channels, 3, padding="same", use_bias=False)
+            else:
+                config.update(part)
+                conv = QuantConv2D(channels, 3, **config)
+            model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.BatchNormalization(), conv])
+            model.compile(keras.optimizers.SGD(0.01, momentum=0.9), "mse", jit_compile=jit)
+            variants[f"{size}x{size}x{channels}: {name}"] = (lambda m, x, y: lambda: m.train_on_batch(x, y))(model, x, y)
+    return _timed(variants, rounds, steps, warmup)
+
+
+def _timed(variants, rounds, steps, warmup):
+    """Median ms per call of each variant, the variants interleaved round by round."""
+    import numpy as np
+
+    for step in variants.values():
+        for _ in range(warmup):
+            step()
+    times = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, step in variants.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                result = step()
+            np.asarray(result)  # wait for the last step
+            times[name].append((time.perf_counter() - start) / steps * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()} | {"raw_ms": times}
+
+
+def parts_report(results, args):
+    lines = [f"One 3x3 conv (after a batch norm), batch {args.batch}, median of {args.rounds} rounds x "
+             f"{args.steps} training steps; each row adds one part to the row above", ""]
+    for backend, r in results.items():
+        names = [k for k in r if k != "raw_ms"]
+        shapes = sorted({k.split(":")[0] for k in names}, key=lambda s: -int(s.split("x")[0]))
+        lines += [f"{backend}:", "", "| part | " + " | ".join(f"{s} ms (added)" for s in shapes) + " |",
+                  "|---|" + "---|" * len(shapes)]
+        for i, (part, _) in enumerate(PARTS):
+            cells = []
+            for shape in shapes:
+                now = r[f"{shape}: {part}"]
+                added = "" if i == 0 else f" ({now - r[f'{shape}: {PARTS[i - 1][0]}']:+.1f})"
+                cells.append(f"{now:.1f}{added}")
+            lines.append(f"| {part} | " + " | ".join(cells) + " |")
+        full = sum(r[f"{s}: {PARTS[-1][0]}"] for s in shapes) / sum(r[f"{s}: {PARTS[0][0]}"] for s in shapes)
+        lines += ["", f"Binary conv / float conv, summed over the shapes: {full:.2f}", ""]
+    return "\n".join(lines) + "\n"
+
+
 def worker(backend, batch, rounds, steps, warmup, deterministic=False, ablate=False, larq=False, quick=False):
     os.environ["KERAS_BACKEND"] = backend
     import keras
@@ -77,18 +158,7 @@ def worker(backend, batch, rounds, steps, warmup, deterministic=False, ablate=Fa
         variants["larq_ste_sign"] = larq_step(x, y)
         if not quick:
             variants["larq_ste_sign_xla"] = larq_step(x, y, jit_compile=True)
-    for step in variants.values():
-        for _ in range(warmup):
-            step()
-    times = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, step in variants.items():
-            start = time.perf_counter()
-            for _ in range(steps):
-                result = step()
-            np.asarray(result)  # wait for the last step
-            times[name].append((time.perf_counter() - start) / steps * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()} | {"raw_ms": times}
+    return _timed(variants, rounds, steps, warmup)
 
 
 def larq_step(images, labels, jit_compile=False):
@@ -241,6 +311,8 @@ def main():
                         help="batch 16, 1 round of 2 steps; without the no-XLA and Larq-with-XLA rows")
     parser.add_argument("--ablate", action="store_true",
                         help="also time the BiPer step without each of its parts (a profile by subtraction)")
+    parser.add_argument("--parts", action="store_true",
+                        help="instead: one binary conv per ResNet-20 stage, built up a part at a time (a profile by addition)")
     parser.add_argument("--deterministic", action="store_true",
                         help="time our variants with training.make_deterministic (its cost)")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -255,6 +327,9 @@ def main():
     if args.worker == "pytorch":
         print(json.dumps(pytorch_reference_worker(args.batch, args.rounds, args.steps, args.warmup)))
         return
+    if args.worker and args.parts:
+        print(json.dumps(parts_worker(args.worker, args.batch, args.rounds, args.steps, args.warmup)))
+        return
     if args.worker:
         larq = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
         print(json.dumps(worker(args.worker, args.batch, args.rounds, args.steps, args.warmup,
@@ -262,13 +337,16 @@ def main():
         return
 
     results = {}
+    load_at_start = round(os.getloadavg()[0], 1)
     workers = args.backends.split(",")
+    if args.parts:
+        args.no_larq = args.no_pytorch = True
     if not args.no_pytorch:
         workers.append("pytorch")
     for backend in workers:
         cmd = [sys.executable, __file__, "--worker", backend, "--batch", str(args.batch),
                *(["--deterministic"] if args.deterministic else []), *(["--ablate"] if args.ablate else []),
-               *(["--quick"] if args.quick else []),
+               *(["--quick"] if args.quick else []), *(["--parts"] if args.parts else []),
                "--rounds", str(args.rounds), "--steps", str(args.steps), "--warmup", str(args.warmup)]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         env.pop("TF_USE_LEGACY_KERAS", None)
@@ -280,19 +358,20 @@ def main():
         results[backend] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"{backend}: done", file=sys.stderr)
 
-    table = report(results, args)
+    table = (parts_report if args.parts else report)(results, args)
     print(table)
     if args.out:
         meta = {"batch": args.batch, "rounds": args.rounds, "steps": args.steps, "deterministic": args.deterministic,
-                "ablate": args.ablate, "command": " ".join(["python", "benchmarks/train_step.py", *sys.argv[1:]]),
-                "load_average_1min_at_end": round(os.getloadavg()[0], 1),
+                "ablate": args.ablate, "parts": args.parts, "command": " ".join(["python", "benchmarks/train_step.py", *sys.argv[1:]]),
+                "load_average_1min_at_start": load_at_start, "load_average_1min_at_end": round(os.getloadavg()[0], 1),
                 "date": time.strftime("%Y-%m-%d"), "versions": versions()}
         with open(args.out, "w") as f:
             json.dump({"meta": meta, "results": results, "ratios": ratios(results), "targets": targets(results)},
                       f, indent=2)
         with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
             f.write(table + f"\nMeasured {meta['date']}: {meta['versions']}\n")
-        plot(results, os.path.splitext(args.out)[0] + ".png")
+        if not args.parts:
+            plot(results, os.path.splitext(args.out)[0] + ".png")
 
 
 def plot(results, path):
