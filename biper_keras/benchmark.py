@@ -44,6 +44,10 @@ FLOAT_OPTIONS = {"default": {}, "xnnpack": {"use_xnnpack": True}}
 
 @dataclasses.dataclass
 class Timing:
+    """One latency measurement of a flatbuffer on the LCE interpreter: the interpreter
+    `option` (e.g. "default", "xnnpack"), the thread count, the number of timed runs and
+    their minimum, median and 90th-percentile milliseconds."""
+
     option: str
     threads: int
     runs: int

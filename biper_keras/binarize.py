@@ -28,6 +28,9 @@ _CANDIDATES = (keras.layers.Conv2D, keras.layers.Dense, keras.layers.EinsumDense
 
 @dataclasses.dataclass
 class BinarizeReport:
+    """What `binarize` did: the names of the layers it made binary, and for each layer
+    it kept in float, why (`table()` prints both)."""
+
     binarized: list  # layer names
     kept: dict  # layer name -> why it stayed float
 

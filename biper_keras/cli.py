@@ -649,6 +649,8 @@ def _interrupted(args, signum):
 
 
 def main(argv=None):
+    """The `biper-keras` command: parses `argv` (default: the process's arguments),
+    runs the subcommand and returns its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv

@@ -16,6 +16,9 @@ _PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 @dataclasses.dataclass
 class Stage:
+    """One training stage of a `Recipe`: epochs, peak learning rate, weight decay (in
+    the recipe's `weight_decay_mode`) and tau, the weight of the sin^2 regularizer."""
+
     epochs: int
     lr: float
     weight_decay: float  # PyTorch's meaning with weight_decay_mode="coupled" (see Recipe)

@@ -39,6 +39,10 @@ _MAC_LAYERS = (
 
 @dataclasses.dataclass
 class LayerStats:
+    """One row of the Larq-style summary: a layer's input precision (bits; None when not
+    quantized), output shape, 1-bit and 32-bit parameters, memory in bits, and 1-bit
+    and 32-bit multiply-accumulates per sample."""
+
     name: str
     input_precision: int  # None: not quantized
     output_shape: tuple
@@ -51,6 +55,9 @@ class LayerStats:
 
 @dataclasses.dataclass
 class ModelStats:
+    """The Larq-style summary of a model: its `LayerStats` rows, with totals
+    (`total(field)`, parameter and memory counts)."""
+
     name: str
     layers: list
 

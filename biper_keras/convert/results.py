@@ -21,6 +21,10 @@ class ParityError(ValueError):
 
 @dataclasses.dataclass
 class LayerFusion:
+    """How one quantized layer of the Keras model came out in the flatbuffer: its kind,
+    whether LCE fused it into an `LceBconv2d` (and at which operator), what it runs as,
+    and, when it did not fuse, why."""
+
     layer: str
     # "conv" (a binary conv LCE can fuse), "projection" (a token-wise dense/einsum projection,
     # run as a 1x1 conv LCE can fuse), else what LCE runs in float: "dense", "conv1d",
@@ -39,6 +43,10 @@ class LayerFusion:
 
 @dataclasses.dataclass
 class Parity:
+    """The converted model's outputs against the Keras model's on `samples` inputs: the
+    largest absolute difference (and output), the top-1 agreement, the inputs whose
+    binarizer inputs are within rounding of 0, and the verdict on `criterion`."""
+
     samples: int
     max_abs_diff: float
     max_abs_output: float
@@ -50,6 +58,10 @@ class Parity:
 
 @dataclasses.dataclass
 class ConversionResult:
+    """What `convert` returns: the flatbuffer (bytes) for `target`, its op counts, one
+    `LayerFusion` per quantized layer, the float32 size of the parameters and, when
+    verified, the `Parity` check."""
+
     flatbuffer: bytes
     target: str
     ops: dict

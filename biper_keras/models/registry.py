@@ -14,6 +14,7 @@ def register_model(name):
 
 
 def available_models():
+    """The names `get_model` accepts, sorted."""
     return sorted(_BUILDERS)
 
 

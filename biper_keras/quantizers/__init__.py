@@ -109,10 +109,13 @@ def _known_names():
 
 
 def serialize(quantizer):
+    """A quantizer's Keras config (a dict), as `deserialize` reads it back."""
     return keras.saving.serialize_keras_object(quantizer)
 
 
 def deserialize(config, custom_objects=None):
+    """A quantizer from its Keras config, a registered name or a Larq alias
+    (`custom_objects` may add more)."""
     objects = _classes()
     objects.update(ALIASES)
     objects.update(custom_objects or {})
