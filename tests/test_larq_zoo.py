@@ -1,6 +1,6 @@
 """Larq Zoo (larq-zoo 2.4.0) models move to Keras 3 with `from_larq`, convert as LCE
 converts the originals, and come back with `to_larq`; what cannot move is refused by
-name. QuickNetSmall and the small bridge checks run in the session's Larq process; the
+name. The small bridge checks run in the session's Larq process; QuickNetSmall and the
 other models, ~20-30 s each, in one process of their own that only the slow tier starts (one
 per family; the rest with `-m exhaustive`)."""
 
@@ -33,7 +33,6 @@ REFUSED = {
     "MeliusNet22": ("'stem_s1_groupconv_split' (Lambda)", "'<lambda>'"),
 }
 
-LARQ_SCRIPTS["zoo_QuickNetSmall"] = MODEL.replace("NAME", repr("QuickNetSmall"))
 LARQ_SCRIPTS["zoo_refusals"] = textwrap.dedent(
     f"""
     import json
@@ -82,8 +81,9 @@ def check_moved(r):
     assert r["tflite_vs_lce"] <= 1e-5 and r["argmax_same"], r
 
 
-def test_quicknet_small_moves_over(larq_results):
-    r = _parsed(script_output(larq_results[1], "zoo_QuickNetSmall"))
+@pytest.mark.slow  # ~25 s: in the slow tier's Zoo process (the fast tier's Larq process stays short)
+def test_quicknet_small_moves_over(slow_zoo):
+    r = _parsed(script_output(slow_zoo, "QuickNetSmall"))
     check_moved(r)
     # Its blur pools are frozen DepthwiseConv2Ds; every binary conv has weight_clip(1.25).
     assert len(r["frozen"][0]) == 3 and len(r["clips"][0]) == 16 and not r["unfused"], r
@@ -97,7 +97,7 @@ def _zoo_process(names, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slow_zoo(tmp_path_factory):
-    return _zoo_process(SLOW_MODELS, tmp_path_factory)
+    return _zoo_process(("QuickNetSmall", *SLOW_MODELS), tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
