@@ -48,6 +48,22 @@ def _scope(nodeid):
     return nodeid if name == "test_backends.py" else path
 
 
+# The groups that take longest (measured 2026-12-03, full suite), first: the two processes
+# take groups in collection order, and a long group taken last leaves the other idle.
+LONG_FIRST = ("test_cli.py", "test_benchmark_scripts.py", "shared-processes", "test_backends.py",
+              "test_reliability.py", "test_larq_zoo.py", "test_distribute.py", "test_docs.py", "test_binarize.py",
+              "test_training.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        scope = _scope(item.nodeid)
+        key = scope if scope == "shared-processes" else item.nodeid.split("::")[0].rsplit("/", 1)[-1]
+        return LONG_FIRST.index(key) if key in LONG_FIRST else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: a module's tests keep their order
+
+
 def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") != "load":
         return None  # a --dist the user chose

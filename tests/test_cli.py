@@ -14,6 +14,7 @@ import pytest
 
 import biper_keras as bk
 from biper_keras import analysis, cli
+import tiny_model
 from helpers import accuracy_of, assert_one_line_error, run_cli_here
 
 
@@ -489,9 +490,10 @@ def test_train_with_the_device_cache(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(device_data, "device_datasets", spy)
     out = tmp_path / "run"
+    # tests/tiny_model.py's small CNN: the check is the data path, not ResNet-20 (~30 s a run).
     result = run_cli_here(capsys, "train", "--data", str(SAMPLE), "--quantizer", "bnn", "--epochs", "1",
                           "--batch-size", "50", "--limit", "100", "--cache", "device", "--no-convert",
-                          "--out", str(out))
+                          "--model", tiny_model.NAME, "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     assert calls == [{"batch_size": 50, "augment": "cifar", "normalize": "cifar10", "seed": 0,
                       "limit_per_split": 100}]

@@ -19,12 +19,15 @@ import pytest
 
 import biper_keras as bk
 from helpers import assert_one_line_error, run_cli_here
+from tiny_model import NAME as TINY, cli_command
 from biper_keras.data import image_datasets
 from biper_keras.training import read_state
 
 SAMPLE = pathlib.Path(__file__).parents[1] / "biper_keras" / "sample_data" / "cifar10"
+# The runs here test the run (interrupts, resume, checkpoints), not the model: a small
+# BiPer CNN (tests/tiny_model.py) trains in ~5 s where ResNet-20 takes ~30 s.
 TRAIN = ("train", "--data", str(SAMPLE), "--quantizer", "bnn", "--batch-size", "50", "--limit", "100",
-         "--no-convert")
+         "--no-convert", "--model", TINY)
 
 
 # --- interruption ------------------------------------------------------------------
@@ -34,7 +37,7 @@ def _start(out, *extra):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
     # A shell starting background jobs (`cmd &`) sets SIGINT to "ignore", which children
     # inherit and Python then keeps: give the run the default, as a terminal would.
-    return subprocess.Popen([sys.executable, "-m", "biper_keras.cli", *TRAIN, "--out", str(out), *extra],
+    return subprocess.Popen([sys.executable, *cli_command(), *TRAIN, "--out", str(out), *extra],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -74,7 +77,7 @@ def test_killed_and_terminated_runs_resume_without_losing_an_epoch(tmp_path):
     rng = random.Random(seed)
     out = tmp_path / "run"
     folder = out / "stage2"
-    epochs = 8
+    epochs = 40  # the tiny model runs an epoch in well under the up-to-1-s wait before each signal
     resume = ("--epochs", f"{epochs}", "--resume")
 
     code, _ = _interrupt_after_progress(_start(out, "--epochs", f"{epochs}"), folder, signal.SIGKILL, rng)
@@ -342,7 +345,7 @@ def test_an_interrupted_final_evaluation_is_completed_on_resume(tmp_path, capsys
     # state a SIGKILL there leaves: nothing is written between the two) used to lose
     # stage 1's accuracy for good.
     out = tmp_path / "run"
-    args = ("train", "--data", str(SAMPLE), "--batch-size", "50", "--limit", "50", "--no-convert",
+    args = ("train", "--data", str(SAMPLE), "--batch-size", "50", "--limit", "50", "--no-convert", "--model", TINY,
             "--epochs", "1,1", "--stage", "1", "--out", str(out))
     original = keras.Model.evaluate
 
@@ -392,7 +395,7 @@ def test_a_batch_larger_than_the_data_is_bounded_by_it(tmp_path, capsys):
     assert [len(y) for _, y in data.train] == [16] and [len(y) for _, y in data.test] == [16]
     out = tmp_path / "run"
     result = run_cli_here(capsys, "train", "--data", str(SAMPLE), "--quantizer", "bnn", "--batch-size", str(2**31 - 1),
-                          "--limit", "16", "--epochs", "1", "--no-convert", "--out", str(out))
+                          "--limit", "16", "--epochs", "1", "--no-convert", "--model", TINY, "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     model = keras.models.load_model(out / "stage2" / "model.keras")
     assert int(np.array(model.optimizer.iterations)) == 1  # one step: the whole set in one batch
@@ -437,7 +440,7 @@ def test_an_interrupt_swallowed_by_a_gc_callback_still_stops_the_run(tmp_path, c
     # The finished run: resuming it with another recipe or other classes is refused.
     summary = _sha(out / "summary.json")
     for extra, message in [(("--epochs", "1"), "stage2.epochs 2 -> 1"),
-                           (("--model", "vgg_small"), "model 'resnet20' -> 'vgg_small'")]:
+                           (("--model", "vgg_small"), f"model '{TINY}' -> 'vgg_small'")]:
         assert_one_line_error(run_cli_here(capsys, *args, *extra, "--resume"), 3, message)
     few = _sample_subset(tmp_path / "two-classes")
     assert_one_line_error(run_cli_here(capsys, *args, "--data", str(few), "--resume"), 3,
