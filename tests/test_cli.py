@@ -86,8 +86,9 @@ def test_qe_report_errors(tmp_path, capsys):
 def test_qe_sweep_trains_once_per_omega(tmp_path):
     sample = pathlib.Path(__file__).parents[1] / "biper_keras" / "sample_data" / "cifar10"
     out = tmp_path / "sweep"
-    result = run("qe", "sweep", "--data", str(sample), "--omegas", "5,40", "--epochs", "1,1",
-                 "--batch-size", "50", "--limit", "100", "--out", str(out))
+    # The sweep's mechanics, not ResNet-20's: tests/tiny_model.py's small BiPer CNN.
+    result = run("qe", "sweep", "--model", tiny_model.NAME, "--data", str(sample), "--omegas", "5,40",
+                 "--epochs", "1,1", "--batch-size", "50", "--limit", "100", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((out / "sweep.json").read_text())
     assert [r["omega"] for r in rows] == [5.0, 40.0]

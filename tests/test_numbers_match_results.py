@@ -114,6 +114,11 @@ def test_the_training_step_files_ratios_and_verdicts_follow_from_its_times():
         for name, ratio in ratios.items():
             num, den = name.split("/")
             assert ratio == round(times[num] / times[den], 2), (backend, name)
+    reference = saved["results"]["pytorch"]
+    for name, ratio in saved["reference_ratios"].items():
+        backend, rest = name.split(" ")
+        num, den = rest.split("/")
+        assert ratio == round(saved["results"][backend][num] / reference[den], 2), name
     for target in saved["targets"]:
         assert target["measured"] == saved["ratios"][target["backend"]][target["ratio"]]
         assert target["met"] == (target["measured"] <= target["limit"])
