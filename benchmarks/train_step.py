@@ -99,6 +99,17 @@ def _timed(variants, rounds, steps, warmup):
     return {name: statistics.median(t) for name, t in times.items()} | {"raw_ms": times}
 
 
+def parts_ratios(results):
+    """Per backend: the default binary conv's time over the float conv's, summed over
+    the shapes, rounded as the report shows it."""
+    found = {}
+    for backend, r in results.items():
+        shapes = {k.split(":")[0] for k in r if k != "raw_ms"}
+        full = sum(r[f"{s}: {PARTS[-1][0]}"] for s in shapes) / sum(r[f"{s}: {PARTS[0][0]}"] for s in shapes)
+        found[backend] = {"binary_conv/float_conv": round(full, 2)}
+    return found
+
+
 def parts_report(results, args):
     lines = [f"One 3x3 conv (after a batch norm), batch {args.batch}, median of {args.rounds} rounds x "
              f"{args.steps} training steps; each row adds one part to the row above", ""]
@@ -114,7 +125,7 @@ def parts_report(results, args):
                 added = "" if i == 0 else f" ({now - r[f'{shape}: {PARTS[i - 1][0]}']:+.1f})"
                 cells.append(f"{now:.1f}{added}")
             lines.append(f"| {part} | " + " | ".join(cells) + " |")
-        full = sum(r[f"{s}: {PARTS[-1][0]}"] for s in shapes) / sum(r[f"{s}: {PARTS[0][0]}"] for s in shapes)
+        full = parts_ratios({backend: r})[backend]["binary_conv/float_conv"]
         lines += ["", f"Binary conv / float conv, summed over the shapes: {full:.2f}", ""]
     return "\n".join(lines) + "\n"
 
@@ -366,8 +377,10 @@ def main():
                 "load_average_1min_at_start": load_at_start, "load_average_1min_at_end": round(os.getloadavg()[0], 1),
                 "date": time.strftime("%Y-%m-%d"), "versions": versions()}
         with open(args.out, "w") as f:
-            json.dump({"meta": meta, "results": results, "ratios": ratios(results),
-                       "reference_ratios": reference_ratios(results), "targets": targets(results)},
+            derived = ({"ratios": parts_ratios(results)} if args.parts else
+                       {"ratios": ratios(results), "reference_ratios": reference_ratios(results),
+                        "targets": targets(results)})
+            json.dump({"meta": meta, "results": results, **derived},
                       f, indent=2)
         with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
             f.write(table + f"\nMeasured {meta['date']}: {meta['versions']}\n")
