@@ -51,6 +51,14 @@ PARTS = [
 ]
 
 
+def _as_train_compiles():
+    """The `jit_compile` train() uses for stage 2 of the paper's recipe on CIFAR-10's
+    50,000 images (TensorFlow/CPU: XLA; JAX: Keras's auto, XLA; torch: none)."""
+    from biper_keras.training import Recipe, resolve_jit_compile
+
+    return resolve_jit_compile(Recipe().jit_compile, samples=50_000 * Recipe().stage2.epochs)
+
+
 def parts_worker(backend, batch, rounds, steps, warmup, shapes=((32, 16), (16, 32), (8, 64))):
     """ms per training step of one 3x3 conv at each ResNet-20 stage's shape (batch norm
     before it, so that the conv's input gradient is computed as in the network), built
@@ -60,9 +68,7 @@ def parts_worker(backend, batch, rounds, steps, warmup, shapes=((32, 16), (16, 3
     import numpy as np
 
     from biper_keras.layers import QuantConv2D
-    from biper_keras.training import Recipe, resolve_jit_compile
-
-    jit = resolve_jit_compile(Recipe().jit_compile, samples=50_000 * Recipe().stage2.epochs)
+    jit = _as_train_compiles()
     rng = np.random.default_rng(0)
     variants = {}
     for size, channels in shapes:
@@ -136,7 +142,7 @@ def worker(backend, batch, rounds, steps, warmup, deterministic=False, ablate=Fa
     import numpy as np
 
     from biper_keras.models import get_model
-    from biper_keras.training import Recipe, make_deterministic, resolve_jit_compile
+    from biper_keras.training import make_deterministic
 
     assert keras.backend.backend() == backend
     if deterministic:
@@ -144,9 +150,7 @@ def worker(backend, batch, rounds, steps, warmup, deterministic=False, ablate=Fa
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, size=batch)
-    # XLA as train() compiles stage 2 of the paper's recipe on CIFAR-10's 50,000 images
-    # (on TensorFlow/CPU: on; JAX: Keras's auto, on; torch: off).
-    jit = resolve_jit_compile(Recipe().jit_compile, samples=50_000 * Recipe().stage2.epochs)
+    jit = _as_train_compiles()
     models = {
         "biper": (get_model("resnet20"), jit),
         "float": (get_model("resnet20", kernel_quantizer=None, input_quantizer=None), jit),
@@ -488,14 +492,15 @@ def report(results, args):
         lines += [f"| {t['backend']} {t['ratio']} <= {t['limit']:.2f} | {t['measured']:.2f} | "
                   f"{'yes' if t['met'] else 'no'} |" for t in met]
         lines.append("")
-    if "pytorch" in results and ours:
+    reference = reference_ratios(results)
+    if reference:
         ref = results["pytorch"]
         best = min(ours, key=ours.get)
         lines.append(f"PyTorch reference (authors' stage-2 layer): {ref['pytorch_biper']:.0f} ms/step, "
                      f"{ref['pytorch_biper_normalized']:.0f} with per-sample activation normalization, "
                      f"float {ref['pytorch_float']:.0f}; our best ({best}) / PyTorch reference = "
-                     f"{ours[best] / ref['pytorch_biper']:.2f} ({ours[best] / ref['pytorch_biper_normalized']:.2f} "
-                     "against the normalized one)")
+                     f"{reference[f'{best} biper/pytorch_biper']:.2f} "
+                     f"({reference[f'{best} biper/pytorch_biper_normalized']:.2f} against the normalized one)")
     return "\n".join(lines) + "\n"
 
 

@@ -102,9 +102,7 @@ class Recipe:
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
                 bound = "> 0" if positive else ">= 0"
                 raise ValueError(f"Argument `{name}` must be an integer {bound}. Received: {name}={value!r}.")
-        if not (self.jit_compile is True or self.jit_compile is False or self.jit_compile == "auto"):
-            raise ValueError("Argument `jit_compile` must be True, False or 'auto'. "
-                             f"Received: jit_compile={self.jit_compile!r}.")
+        _check_jit_compile(self.jit_compile)
         if self.precision not in _PRECISIONS:
             raise ValueError(f"Argument `precision` must be one of {', '.join(_PRECISIONS)}. "
                              f"Received: precision={self.precision!r}.")
@@ -146,6 +144,12 @@ def quickstart_recipe(epochs=(12, 8)):
 
 
 _FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _check_jit_compile(value):
+    """Raises a ValueError unless `value` is True, False or "auto"."""
+    if not (value is True or value is False or value == "auto"):
+        raise ValueError(f"Argument `jit_compile` must be True, False or 'auto'. Received: jit_compile={value!r}.")
 
 
 def _check_non_negative(name, value):

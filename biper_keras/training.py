@@ -21,7 +21,7 @@ from biper_keras.optimizers import CoupledSGD
 from biper_keras.quantizers import BNNPlusPlus, ForwardBackwardQuantizer, check_positive_number
 from biper_keras.rebuild import rebuild
 from biper_keras.recipe import Recipe, Stage, quickstart_recipe  # noqa: F401 (public here too)
-from biper_keras.recipe import _check_non_negative
+from biper_keras.recipe import _check_jit_compile, _check_non_negative
 
 __all__ = ["MuSchedule", "annealed_quantizers", "annealing_callbacks", "harden", "to_binary_stage", "Recipe", "Stage",
            "WarmupCosine", "EpochCheckpoint", "train", "build_model", "make_optimizer", "compile_stage", "resolve_jit_compile",
@@ -407,10 +407,9 @@ def resolve_jit_compile(jit_compile="auto", samples=None):
     is True for a run of at least `XLA_MIN_SAMPLES` samples (the step is faster:
     docs/results.md, "Training step"); False for a shorter or unknown one, with op
     determinism on (`make_deterministic`; Keras's rule) or under a distribution strategy."""
+    _check_jit_compile(jit_compile)
     if jit_compile is True or jit_compile is False:
         return jit_compile
-    if jit_compile != "auto":
-        raise ValueError(f"Argument `jit_compile` must be True, False or 'auto'. Received: jit_compile={jit_compile!r}.")
     if keras.backend.backend() != "tensorflow":
         return "auto"
     import tensorflow as tf

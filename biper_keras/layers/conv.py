@@ -152,8 +152,9 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
     SAME padding with 1.0 takes two routes that compute the same values (tests:
     `test_conv_with_pad_values_one_matches_explicit_computation` in both modes,
     `test_symmetric_padding_is_pytorchs_padding_1`): at inference an explicit pad and a
-    VALID conv, the graph LCE fuses; in training on TensorFlow, where it is faster, a
-    zero-padded conv plus the border's contribution (`_ones_padded_conv_by_border`).
+    VALID conv, the graph LCE fuses; in training on TensorFlow op by op, where it is
+    faster, a zero-padded conv plus the border's contribution
+    (`_ones_padded_conv_by_border`); under XLA the explicit pad, which XLA fuses.
 
     Input shape:
         4-D tensor with shape `(batch_size, height, width, channels)`
