@@ -60,10 +60,8 @@ def _quantized_per_sample_normalized(quantizer, x):
 
     sums and means over each sample: the gradient of the authors' x / sigma, exactly.
     """
-    mu = None if quantizer.mu is None else ops.cast(ops.copy(quantizer.mu), x.dtype)
-    config = {k: v for k, v in quantizer.get_config().items() if k not in ("name", "mu")}
-    gradient = _fused_by_xla((type(quantizer), repr(sorted(config.items()))),
-                             lambda: _normalized_gradient(type(quantizer).from_config(config).backward_gradient))
+    mu = _mu(quantizer, x)
+    gradient = _normalized_gradient_of(quantizer)
 
     @ops.custom_gradient
     def quantize(x):
@@ -75,6 +73,24 @@ def _quantized_per_sample_normalized(quantizer, x):
         return quantizer.forward_value(x, mu), grad
 
     return quantize(x)
+
+
+def _mu(quantizer, x):
+    """The quantizer's annealed parameter as a tensor of x's dtype (read once, outside a
+    custom gradient), or None."""
+    return None if quantizer.mu is None else ops.cast(ops.copy(quantizer.mu), x.dtype)
+
+
+def _normalized_gradient_of(quantizer):
+    """`_normalized_gradient` of the quantizer's backward gradient, fused: by XLA on
+    TensorFlow (one function per quantizer config), in place on torch."""
+    if keras.backend.backend() == "torch":
+        from biper_keras.layers import _torch_fused
+
+        return _torch_fused.normalized_gradient(quantizer)
+    config = {k: v for k, v in quantizer.get_config().items() if k not in ("name", "mu")}
+    return _fused_by_xla((type(quantizer), repr(sorted(config.items()))),
+                         lambda: _normalized_gradient(type(quantizer).from_config(config).backward_gradient))
 
 
 def _normalized_gradient(backward_gradient):
@@ -242,10 +258,46 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
             # its own SAME, which pads (0, 1) at stride 2: silently wrong.
             inputs = ops.pad(inputs, pad_width, constant_values=1.0)
             return self._conv(self._quantized_inputs(inputs, training), kernel, "valid")
+        if self.pad_values == 1.0 and training and keras.backend.backend() == "torch":
+            outputs = self._torch_fused_conv(inputs, kernel, pad_width)
+            if outputs is not None:
+                return outputs
         inputs = self._quantized_inputs(inputs, training)
         if self.pad_values == 1.0 and keras_same and training and _border_term_pays():
             return self._ones_padded_conv_by_border(inputs, kernel, pad_width)
         return self._conv(ops.pad(inputs, pad_width, constant_values=self.pad_values), kernel, "valid")
+
+    def _torch_fused_conv(self, inputs, kernel, pad_width):
+        """Training on torch: the conv of the input quantizer's output padded with +1,
+        the same values and gradients as `_quantized_inputs`, a pad and `_conv`, in a few
+        in-place passes (`_torch_fused`); None where that route does not apply (a
+        quantizer that is not a forward/backward pair, with training metrics, or with a
+        normalization its forward would see)."""
+        from biper_keras.layers import _torch_fused
+
+        quantizer = self.input_quantizer
+        if not isinstance(quantizer, quantizers_lib.ForwardBackwardQuantizer) or quantizer._custom_metrics:
+            return None
+        if self.normalize_inputs and not quantizer.scale_invariant:
+            return None
+        mu = _mu(quantizer, inputs)
+        if type(quantizer).forward_value is quantizers_lib.core._Sign.forward_value:
+            forward = _torch_fused.binary_sign_into
+        else:
+            def forward(x, out):
+                out.copy_(quantizer.forward_value(x, mu))
+        if self.normalize_inputs:
+            normalized = _normalized_gradient_of(quantizer)
+
+            def gradient(x, upstream):
+                return normalized(x, upstream, mu)
+        else:
+            def gradient(x, upstream):
+                return _torch_fused.upstream_times_derivative(quantizer, x, 1.0, upstream, mu)
+        if self.data_format == "channels_last":
+            return _torch_fused.quantized_padded_conv2d(inputs, kernel, forward, gradient, pad_width, 1.0,
+                                                        self.strides, self.dilation_rate, self.groups)
+        return self._conv(_torch_fused.quantized_padded(inputs, forward, gradient, pad_width, 1.0), kernel, "valid")
 
     def _quantized_inputs(self, inputs, training):
         quantizer = self.input_quantizer

@@ -30,3 +30,39 @@ def value_and_vjp(fn, x, upstream):
         y.backward(torch.tensor(upstream))
         return y.detach().cpu().numpy(), xt.grad.cpu().numpy()
     raise AssertionError(f"unexpected backend {backend}")
+
+
+def layer_value_and_grads(layer, x, upstream):
+    """Returns (layer(x, training=True), dL/dx, [dL/dv for v in layer.trainable_variables])
+    as numpy arrays, for L = sum(layer(x) * upstream)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, *layer.trainable_variables])
+        return y.numpy(), grads[0].numpy(), [g.numpy() for g in grads[1:]]
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def loss(trainable, x):
+            y, _ = layer.stateless_call(trainable, [v.value for v in layer.non_trainable_variables], x, training=True)
+            return jnp.sum(y * upstream), y
+
+        (_, y), (g_vars, g_x) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
+            [v.value for v in layer.trainable_variables], jnp.asarray(x))
+        return np.asarray(y), np.asarray(g_x), [np.asarray(g) for g in g_vars]
+    if backend == "torch":
+        import torch
+
+        xt = torch.tensor(x, requires_grad=True)
+        y = layer(xt, training=True)
+        (y * torch.tensor(upstream)).sum().backward()
+        return (y.detach().cpu().numpy(), xt.grad.cpu().numpy(),
+                [v.value.grad.cpu().numpy() for v in layer.trainable_variables])
+    raise AssertionError(f"unexpected backend {backend}")
