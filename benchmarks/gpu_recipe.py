@@ -6,6 +6,7 @@ top-1 per stage, and the step's FLOP count against the device's peak.
     python benchmarks/gpu_recipe.py --epochs 40,20          # a shorter run
     python benchmarks/gpu_recipe.py --data ../shared/datasets/cifar10.bin   # the two-file copy
     python benchmarks/gpu_recipe.py --quick                 # the packaged sample, 1 + 1 epochs (CPU smoke run)
+    python benchmarks/gpu_recipe.py --model NAME            # another registered model (default resnet20)
 
 A stopped run continues where it stopped (rerun the same command). Writes `<out>.json` and
 `<out>.md`. Runs on a CPU too, slowly; TensorFlow need not be installed.
@@ -23,6 +24,7 @@ import _common  # noqa: E402
 
 # Dense tensor-core peaks (TFLOP/s) from the vendors' data sheets: (TF32, BF16).
 PEAKS = {"H100": (494.0, 989.0), "H200": (494.0, 989.0), "A100": (156.0, 312.0), "L4": (60.0, 121.0)}
+PAPER_STAGE2_TOP1 = 0.8698  # ResNet-20 BiPer, 600 + 300 epochs
 
 
 def device_name():
@@ -93,6 +95,8 @@ def main(argv=None):
     parser.add_argument("--data", default=str(_common.CIFAR_FOLDER), help="image folder or cifar10.bin")
     parser.add_argument("--epochs", default="600,300", help="stage 1,stage 2")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--model", default="resnet20",
+                        help="a registered model name (biper_keras.models.available_models; Recipe.model)")
     parser.add_argument("--backend", default="jax", choices=("jax", "torch", "tensorflow"))
     parser.add_argument("--limit", type=int, default=0, help="first N images of each split (0: all)")
     parser.add_argument("--timing-steps", type=int, default=50)
@@ -116,12 +120,15 @@ def main(argv=None):
     import dataclasses
 
     from biper_keras import device_data, training
+    from biper_keras.models import available_models
 
+    if args.model not in available_models():
+        raise SystemExit(f"error: unknown model {args.model!r} (--model); known: {', '.join(available_models())}")
     epochs = [int(v) for v in args.epochs.split(",")]
     if len(epochs) != 2 or min(epochs) < 1:
         parser.error(f"--epochs takes two positive integers (stage 1,stage 2), got {args.epochs!r}")
     defaults = training.Recipe()
-    recipe = dataclasses.replace(defaults, batch_size=args.batch_size, precision=args.precision,
+    recipe = dataclasses.replace(defaults, model=args.model, batch_size=args.batch_size, precision=args.precision,
                                  steps_per_execution=args.steps_per_execution,
                                  stage1=dataclasses.replace(defaults.stage1, epochs=epochs[0]),
                                  stage2=dataclasses.replace(defaults.stage2, epochs=epochs[1]))
@@ -159,7 +166,8 @@ def main(argv=None):
     name = device_name()
     tf32_bf16 = peak(name)
     result = {
-        "device": name, "backend": args.backend, "data": args.data, "epochs": epochs, "batch_size": args.batch_size,
+        "device": name, "backend": args.backend, "model": recipe.model, "data": args.data, "epochs": epochs,
+        "batch_size": args.batch_size,
         "precision": recipe.precision, "steps_per_execution": recipe.steps_per_execution, "step_sweep": sweep,
         "train_images": data.train_size, "test_images": data.test_size, "load_seconds": load_seconds,
         "step_ms": 1e3 * step, "epoch_seconds_median": sorted(times.seconds)[len(times.seconds) // 2] if times.seconds else None,
@@ -169,12 +177,13 @@ def main(argv=None):
         if tf32_bf16 else None,
         "stage1_top1": summary.get("stage1", {}).get("test_accuracy"),
         "stage2_top1": summary.get("stage2", {}).get("test_accuracy"),
-        "paper_stage2_top1": 0.8698,
+        "paper_stage2_top1": PAPER_STAGE2_TOP1 if recipe.model == "resnet20" else None,  # the paper's is ResNet-20's
     }
     limit = (f"{result['step_ms_at_peak']['tf32']:.3f} / {result['step_ms_at_peak']['bf16']:.3f}"
              if tf32_bf16 else "n/a")
     table = "\n".join([
-        f"ResNet-20 BiPer, CIFAR-10 ({data.train_size} train / {data.test_size} test images), epochs "
+        f"{'ResNet-20' if recipe.model == 'resnet20' else recipe.model} BiPer, CIFAR-10 ({data.train_size} train / "
+        f"{data.test_size} test images), epochs "
         f"{epochs[0]} + {epochs[1]}, batch {args.batch_size}, {args.backend} on {name}, {recipe.precision}, "
         f"steps_per_execution {recipe.steps_per_execution}",
         "",
@@ -183,7 +192,8 @@ def main(argv=None):
         "|---|---|---|---|---|---|---|",
         f"| {result['step_ms']:.2f} | {limit} | "
         f"{result['epoch_seconds_median'] or float('nan'):.2f} | {wall / 60:.1f} | "
-        f"{result['stage1_top1'] or float('nan'):.4f} | {result['stage2_top1'] or float('nan'):.4f} | 0.8698 |",
+        f"{result['stage1_top1'] or float('nan'):.4f} | {result['stage2_top1'] or float('nan'):.4f} | "
+        f"{result['paper_stage2_top1'] or 'n/a'} |",
         "",
         f"{macs / 1e6:.1f} M multiply-adds per image forward; {flops / 1e9:.1f} GFLOP per training step.",
         *([""] + [f"step sweep: {s['precision']}, steps_per_execution {s['steps_per_execution']}: "

@@ -94,20 +94,42 @@ def test_accuracy_and_omega_reports_from_finished_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_gpu_recipe_quick_mode_runs_both_stages_on_the_device_data(tmp_path):
+def test_gpu_recipe_quick_mode_runs_both_stages_on_the_device_data(tmp_path, monkeypatch):
+    import tiny_model
+
     script = pathlib.Path(__file__).parents[1] / "benchmarks" / "gpu_recipe.py"
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     out = tmp_path / "gpu"
-    result = subprocess.run([sys.executable, str(script), "--quick", "--sweep-step", "--out", str(out),
-                             "--runs", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=900)
+    # The script's mechanics (stages, sweep, FLOP count, report), not ResNet-20's: it trains
+    # tests/tiny_model.py's small BiPer CNN (--model), registered before the script runs
+    # (~6 XLA compiles of ResNet-20 took ~2 min on 2 cores).
+    here = pathlib.Path(__file__).parent
+    wrapper = (f"import sys, runpy; sys.path.insert(0, {str(here)!r}); import tiny_model; "
+               f"sys.argv[0] = {str(script)!r}; runpy.run_path(sys.argv[0], run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", wrapper, "--quick", "--sweep-step", "--model", tiny_model.NAME,
+                             "--out", str(out), "--runs", str(tmp_path / "run")],
+                            env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     row = json.loads(out.with_suffix(".json").read_text())["result"]
+    assert row["model"] == tiny_model.NAME
     assert row["train_images"] == 100 and row["epochs"] == [1, 1] and row["epochs_timed"] == 2
-    assert 40e6 < row["macs_per_image"] < 42e6  # ResNet-20 on 32x32: ~41 M multiply-adds
+    # tiny_cnn's multiply-adds per image, from its layer shapes (32x32x3 in, 8 filters, 3x3
+    # kernels): the float stem conv, the two binary convs (the second at stride 2, 16x16
+    # out) and the dense head to 10 classes.
+    f = 8
+    tiny_macs = 32 * 32 * 3 * f * 9 + 32 * 32 * f * f * 9 + 16 * 16 * f * f * 9 + f * 10
+    assert row["macs_per_image"] == tiny_macs
     assert row["flops_per_step"] == 6 * row["macs_per_image"] * 50
     assert 0 <= row["stage1_top1"] <= 1 and 0 <= row["stage2_top1"] <= 1 and row["step_ms"] > 0
-    assert "| step (ms) |" in out.with_suffix(".md").read_text()
+    report = out.with_suffix(".md").read_text()
+    assert "| step (ms) |" in report and report.startswith(f"{tiny_model.NAME} BiPer, CIFAR-10")
     # --quick sweeps two of the four settings (the run's own, float32 x 1, is not timed twice).
     assert [(s["precision"], s["steps_per_execution"]) for s in row["step_sweep"]] == [
         ("float32", 1), ("mixed_bfloat16", 8)]
     assert all(s["step_ms"] > 0 for s in row["step_sweep"])
+    # An unknown --model: one line naming the known ones, before any data is loaded.
+    monkeypatch.setenv("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "tensorflow"))  # main() sets it
+    with pytest.raises(SystemExit, match=r"^error: unknown model 'resnet21' \(--model\); known: .*resnet20") as raised:
+        _load("gpu_recipe").main(["--quick", "--model", "resnet21", "--out", str(tmp_path / "bad"),
+                                  "--runs", str(tmp_path / "bad-run")])
+    assert "\n" not in str(raised.value) and not (tmp_path / "bad-run").exists()
