@@ -60,10 +60,20 @@ APPLICATIONS = {
 
 
 FAST_APPLICATION = "MobileNet"
+# Repeats of what another case covers, ~15-20 s each: with -m exhaustive. ResNet50V2 is
+# ResNet50's residual blocks with pre-activation; VGG16 is plain 3x3 convs (in every other
+# case) and hidden Dense layers, which `small_cnn`'s "fc" covers (binarized, run as float).
+EXHAUSTIVE_APPLICATIONS = ("ResNet50V2", "VGG16")
 
 
-@pytest.mark.parametrize("name", [n if n == FAST_APPLICATION else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in sorted(APPLICATIONS)])
+def _application_param(name):
+    if name == FAST_APPLICATION:
+        return name
+    marks = [pytest.mark.slow] + ([pytest.mark.exhaustive] if name in EXHAUSTIVE_APPLICATIONS else [])
+    return pytest.param(name, marks=marks)
+
+
+@pytest.mark.parametrize("name", [_application_param(n) for n in sorted(APPLICATIONS)])
 def test_keras_applications_binarize_convert_load_and_agree(name):
     keras.utils.set_random_seed(0)
     model = getattr(keras.applications, name)(weights=None, input_shape=(32, 32, 3), classes=10)

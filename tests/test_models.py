@@ -28,7 +28,9 @@ def test_parameter_counts_match_the_papers(name, params, binary_convs, kwargs):
 @pytest.mark.parametrize(
     "name,kwargs",
     [("resnet20", {}), ("resnet18", {}), ("vgg_small", {}),
-     ("resnet18_imagenet", {"input_shape": (64, 64, 3)}), ("resnet34_imagenet", {"input_shape": (64, 64, 3)})],
+     ("resnet18_imagenet", {"input_shape": (64, 64, 3)}),
+     # ResNet-34 is ResNet-18's blocks, more of them (~11 s): with -m exhaustive.
+     pytest.param("resnet34_imagenet", {"input_shape": (64, 64, 3)}, marks=[pytest.mark.slow, pytest.mark.exhaustive])],
 )
 def test_every_binary_conv_fuses(name, kwargs):
     model = get_model(name, **kwargs)
