@@ -165,12 +165,14 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
             pad; with 0.0, at stride > 1, it does not fuse.
         **kwargs: everything `keras.layers.Conv2D` accepts.
 
-    SAME padding with 1.0 takes two routes that compute the same values (tests:
+    SAME padding with 1.0 takes routes that compute the same values (tests:
     `test_conv_with_pad_values_one_matches_explicit_computation` in both modes,
-    `test_symmetric_padding_is_pytorchs_padding_1`): at inference an explicit pad and a
-    VALID conv, the graph LCE fuses; in training on TensorFlow op by op, where it is
-    faster, a zero-padded conv plus the border's contribution
-    (`_ones_padded_conv_by_border`); under XLA the explicit pad, which XLA fuses.
+    `test_symmetric_padding_is_pytorchs_padding_1`, tests/backend_suite/suite_binary_conv.py
+    against plain PyTorch): at inference an explicit pad and a VALID conv, the graph LCE
+    fuses; in training on TensorFlow op by op, where it is faster, a zero-padded conv plus
+    the border's contribution (`_ones_padded_conv_by_border`); under XLA the explicit pad,
+    which XLA fuses, with the input gradient of the interior only on TensorFlow
+    (`_tf_fused`); on torch one in-place route (`_torch_fused`).
 
     Input shape:
         4-D tensor with shape `(batch_size, height, width, channels)`
@@ -263,6 +265,12 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
             if outputs is not None:
                 return outputs
         inputs = self._quantized_inputs(inputs, training)
+        if (self.pad_values == 1.0 and training and _compat.tracing_for_xla()
+                and self.data_format == "channels_last" and self.groups == 1):
+            # TensorFlow under XLA: the input gradient of the interior only (_tf_fused).
+            from biper_keras.layers import _tf_fused
+
+            return _tf_fused.ones_padded_conv2d(inputs, kernel, pad_width, self.strides, self.dilation_rate)
         if self.pad_values == 1.0 and keras_same and training and _border_term_pays():
             return self._ones_padded_conv_by_border(inputs, kernel, pad_width)
         return self._conv(ops.pad(inputs, pad_width, constant_values=self.pad_values), kernel, "valid")

@@ -32,19 +32,24 @@ def value_and_vjp(fn, x, upstream):
     raise AssertionError(f"unexpected backend {backend}")
 
 
-def layer_value_and_grads(layer, x, upstream):
+def layer_value_and_grads(layer, x, upstream, xla=False):
     """Returns (layer(x, training=True), dL/dx, [dL/dv for v in layer.trainable_variables])
-    as numpy arrays, for L = sum(layer(x) * upstream)."""
+    as numpy arrays, for L = sum(layer(x) * upstream); on TensorFlow with `xla`, the
+    whole computation compiled by XLA (as `compile(jit_compile=True)` trains)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        x = tf.convert_to_tensor(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, training=True)
-            loss = tf.reduce_sum(y * upstream)
-        grads = tape.gradient(loss, [x, *layer.trainable_variables])
+        def value_and_grads(x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(y * upstream)
+            return y, tape.gradient(loss, [x, *layer.trainable_variables])
+
+        if xla:
+            value_and_grads = tf.function(value_and_grads, jit_compile=True)
+        y, grads = value_and_grads(tf.convert_to_tensor(x))
         return y.numpy(), grads[0].numpy(), [g.numpy() for g in grads[1:]]
     if backend == "jax":
         import jax

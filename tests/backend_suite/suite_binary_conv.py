@@ -1,8 +1,9 @@
 """A binary QuantConv2D in training -- the +1 pad, the input quantizer, the authors'
 per-sample normalization, BiPer and alpha -- against the same computation written
 with plain PyTorch autograd, on the active backend. Each backend has its own route
-here: TensorFlow's XLA-fused normalization gradient, JAX's, and torch's in-place
-kernels (biper_keras/layers/_torch_fused.py, with its own conv backward)."""
+here: on TensorFlow op by op the border term and under XLA the interior-only input
+gradient (biper_keras/layers/_tf_fused.py), JAX's XLA, and torch's in-place kernels
+(biper_keras/layers/_torch_fused.py, with its own conv backward)."""
 
 import math
 
@@ -67,9 +68,15 @@ CASES = [("approx_sign", normalize, stride, size) for normalize in (True, False)
 CASES += [(quantizer, True, 2, 8) for quantizer in ("ste_sign", "swish_sign")] + [("ste_sign", False, 1, 8)]
 
 
+# TensorFlow trains op by op (Keras's default on a CPU) or under XLA (`train()`'s long runs),
+# each with its own route for the +1 pad.
+XLA = [False, True] if keras.backend.backend() == "tensorflow" else [False]
+
+
+@pytest.mark.parametrize("xla", XLA)
 @pytest.mark.parametrize("quantizer, normalize, stride, size", CASES)
-def test_training_forward_and_gradients_match_plain_pytorch(quantizer, normalize, stride, size):
-    _check(quantizer, normalize, stride, size, "channels_last")
+def test_training_forward_and_gradients_match_plain_pytorch(quantizer, normalize, stride, size, xla):
+    _check(quantizer, normalize, stride, size, "channels_last", xla)
 
 
 if keras.backend.backend() != "tensorflow":  # TensorFlow's CPU conv is channels_last only
@@ -79,7 +86,7 @@ if keras.backend.backend() != "tensorflow":  # TensorFlow's CPU conv is channels
         _check("approx_sign", normalize, 1, 8, "channels_first")
 
 
-def _check(quantizer, normalize, stride, size, data_format):
+def _check(quantizer, normalize, stride, size, data_format, xla=False):
     rng = np.random.default_rng(stride * 100 + size)
     x = rng.normal(0.1, 0.8, size=(3, size, size + 1, 5)).astype("float32")
     layer = bk.QuantConv2D(6, 3, strides=stride, padding="same", pad_values=1.0, use_bias=False,
@@ -95,7 +102,7 @@ def _check(quantizer, normalize, stride, size, data_format):
     upstream = rng.normal(size=from_layer(np.zeros(layer.compute_output_shape(to_layer(x).shape))).shape)
     upstream = upstream.astype("float32")
 
-    y, g_x, g_vars = layer_value_and_grads(layer, to_layer(x), to_layer(upstream))
+    y, g_x, g_vars = layer_value_and_grads(layer, to_layer(x), to_layer(upstream), xla)
     y, g_x = from_layer(y), from_layer(g_x)
     grads = dict(zip([v.path for v in layer.trainable_variables], g_vars))
     expected = _reference(x, kernel, alpha, upstream, quantizer, stride, normalize)
