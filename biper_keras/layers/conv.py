@@ -303,6 +303,8 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
             def gradient(x, upstream):
                 return _torch_fused.upstream_times_derivative(quantizer, x, 1.0, upstream, mu)
         if self.data_format == "channels_last":
+            # A Keras variable (no kernel quantizer) as the tensor autograd tracks.
+            kernel = ops.convert_to_tensor(kernel)
             return _torch_fused.quantized_padded_conv2d(inputs, kernel, forward, gradient, pad_width, 1.0,
                                                         self.strides, self.dilation_rate, self.groups)
         return self._conv(_torch_fused.quantized_padded(inputs, forward, gradient, pad_width, 1.0), kernel, "valid")

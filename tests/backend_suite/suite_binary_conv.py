@@ -47,7 +47,7 @@ def _same_pads(size, stride, kernel=3):
     return total // 2, total - total // 2
 
 
-def _reference(x, kernel, alpha, upstream, quantizer, stride, normalize):
+def _reference(x, kernel, alpha, upstream, quantizer, stride, normalize, binary_kernel=True):
     """(y, dL/dx, dL/dkernel, dL/dalpha) in plain PyTorch, channels_last in and out."""
     x, kernel, alpha = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, kernel, alpha))
     u = x / torch.sqrt(torch.var(x, dim=(1, 2, 3), keepdim=True) + 1e-5) if normalize else x
@@ -55,7 +55,7 @@ def _reference(x, kernel, alpha, upstream, quantizer, stride, normalize):
     (top, bottom), (left, right) = _same_pads(x.shape[1], stride), _same_pads(x.shape[2], stride)
     q = F.pad(q, (left, right, top, bottom), value=1.0)
     s = torch.sin(OMEGA * kernel)  # BiPer: sign(sin(omega w)), gradient omega cos(omega w)
-    w = s + (torch.where(s >= 0, 1.0, -1.0).to(s.dtype) - s).detach()
+    w = s + (torch.where(s >= 0, 1.0, -1.0).to(s.dtype) - s).detach() if binary_kernel else kernel
     y = F.conv2d(q, (w * alpha).permute(3, 2, 0, 1), stride=stride).permute(0, 2, 3, 1)
     (y * torch.tensor(upstream, dtype=torch.float64)).sum().backward()
     return [t.detach().numpy() for t in (y, x.grad, kernel.grad, alpha.grad)]
@@ -86,28 +86,36 @@ if keras.backend.backend() != "tensorflow":  # TensorFlow's CPU conv is channels
         _check("approx_sign", normalize, 1, 8, "channels_first")
 
 
-def _check(quantizer, normalize, stride, size, data_format, xla=False):
+def test_a_float_kernel_matches_plain_pytorch():
+    # No kernel quantizer and no alpha: the conv reads the kernel variable itself.
+    _check("approx_sign", True, 1, 8, "channels_last", binary_kernel=False)
+
+
+def _check(quantizer, normalize, stride, size, data_format, xla=False, binary_kernel=True):
     rng = np.random.default_rng(stride * 100 + size)
     x = rng.normal(0.1, 0.8, size=(3, size, size + 1, 5)).astype("float32")
     layer = bk.QuantConv2D(6, 3, strides=stride, padding="same", pad_values=1.0, use_bias=False,
-                           input_quantizer=quantizer, kernel_quantizer=bk.BiPer(omega=OMEGA),
-                           kernel_scale="channel", normalize_inputs=normalize, data_format=data_format)
+                           input_quantizer=quantizer, kernel_quantizer=bk.BiPer(omega=OMEGA) if binary_kernel else None,
+                           kernel_scale="channel" if binary_kernel else None, normalize_inputs=normalize,
+                           data_format=data_format)
     to_layer = (lambda a: a) if data_format == "channels_last" else (lambda a: np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
     from_layer = (lambda a: a) if data_format == "channels_last" else (lambda a: a.transpose(0, 2, 3, 1))
     layer.build(to_layer(x).shape)
     kernel = rng.normal(0.0, 0.1, size=(3, 3, 5, 6)).astype("float32")
-    alpha = rng.uniform(0.2, 1.0, size=(6,)).astype("float32")
+    alpha = rng.uniform(0.2, 1.0, size=(6,)).astype("float32") if binary_kernel else np.ones(6, "float32")
     layer._kernel.assign(kernel)
-    layer.alpha.assign(alpha)
+    if binary_kernel:
+        layer.alpha.assign(alpha)
     upstream = rng.normal(size=from_layer(np.zeros(layer.compute_output_shape(to_layer(x).shape))).shape)
     upstream = upstream.astype("float32")
 
     y, g_x, g_vars = layer_value_and_grads(layer, to_layer(x), to_layer(upstream), xla)
     y, g_x = from_layer(y), from_layer(g_x)
     grads = dict(zip([v.path for v in layer.trainable_variables], g_vars))
-    expected = _reference(x, kernel, alpha, upstream, quantizer, stride, normalize)
+    expected = _reference(x, kernel, alpha, upstream, quantizer, stride, normalize, binary_kernel)
     np.testing.assert_allclose(y, expected[0], rtol=1e-5, atol=1e-4)
     scale = np.abs(expected[1]).max()
     np.testing.assert_allclose(g_x, expected[1], atol=2e-5 * scale)
     np.testing.assert_allclose(grads[layer._kernel.path], expected[2], atol=2e-5 * np.abs(expected[2]).max())
-    np.testing.assert_allclose(grads[layer.alpha.path], expected[3], atol=2e-5 * np.abs(expected[3]).max())
+    if binary_kernel:
+        np.testing.assert_allclose(grads[layer.alpha.path], expected[3], atol=2e-5 * np.abs(expected[3]).max())
