@@ -413,21 +413,29 @@ def plot(results, path):
     fig.savefig(path, dpi=120)
 
 
+def paired_ratio(r, num, den):
+    """The median over rounds of `num`'s time over `den`'s in the same round. The variants
+    of a round run back to back, so a round's ratio cancels how fast the machine was then;
+    on this shared 2-core machine a variant's time drifts by up to ~40 % between rounds,
+    more than the differences measured (2026-12-03: one BiPer step 563 to 781 ms)."""
+    return statistics.median(a / b for a, b in zip(r["raw_ms"][num], r["raw_ms"][den]))
+
+
 def ratios(results):
-    """Each backend's step times over its float twin's, and on TensorFlow over Larq's,
-    rounded as the tables show them."""
+    """Each backend's step times over its float twin's, and on TensorFlow over Larq's
+    (`paired_ratio`), rounded as the tables show them."""
     found = {}
     for backend, r in results.items():
         if "float" not in r:
             continue
-        found[backend] = {f"{k}/float": round(r[k] / r["float"], 2)
+        found[backend] = {f"{k}/float": round(paired_ratio(r, k, "float"), 2)
                           for k in r if k not in ("float", "raw_ms") and not k.endswith("_no_xla")
                           and not k.startswith("larq")}
         if "biper_no_xla" in r:
-            found[backend]["biper_no_xla/float_no_xla"] = round(r["biper_no_xla"] / r["float_no_xla"], 2)
+            found[backend]["biper_no_xla/float_no_xla"] = round(paired_ratio(r, "biper_no_xla", "float_no_xla"), 2)
         for larq in ("larq_ste_sign", "larq_ste_sign_xla"):
             if larq in r:
-                found[backend][f"biper/{larq}"] = round(r["biper"] / r[larq], 2)
+                found[backend][f"biper/{larq}"] = round(paired_ratio(r, "biper", larq), 2)
     return found
 
 
@@ -458,15 +466,16 @@ _NOT_ABLATIONS = ("biper", "float", "raw_ms", "biper_no_xla", "float_no_xla", "l
 
 
 def report(results, args):
-    lines = [f"ResNet-20, batch {args.batch}, median of {args.rounds} rounds x {args.steps} steps", "",
+    lines = [f"ResNet-20, batch {args.batch}, median of {args.rounds} rounds x {args.steps} steps; "
+             "each ratio is the median of the rounds' ratios (the variants of a round run back to back)", "",
              "| backend | BiPer ms/step | float ms/step | BiPer / float |", "|---|---|---|---|"]
     ours = {b: r["biper"] for b, r in results.items() if b != "pytorch"}
     for backend in ours:
         r = results[backend]
-        lines.append(f"| {backend} | {r['biper']:.0f} | {r['float']:.0f} | {r['biper'] / r['float']:.2f} |")
+        lines.append(f"| {backend} | {r['biper']:.0f} | {r['float']:.0f} | {paired_ratio(r, 'biper', 'float'):.2f} |")
         if "biper_no_xla" in r:
             lines.append(f"| {backend}, no XLA | {r['biper_no_xla']:.0f} | {r['float_no_xla']:.0f} | "
-                         f"{r['biper_no_xla'] / r['float_no_xla']:.2f} |")
+                         f"{paired_ratio(r, 'biper_no_xla', 'float_no_xla'):.2f} |")
     lines.append("")
     for backend in ours:
         extra = [k for k in results[backend] if k not in _NOT_ABLATIONS]
@@ -475,17 +484,18 @@ def report(results, args):
                       "| variant | ms/step | / float | saves vs BiPer |", "|---|---|---|---|"]
             r = results[backend]
             for k in extra:
-                lines.append(f"| {k} | {r[k]:.0f} | {r[k] / r['float']:.2f} | {r['biper'] - r[k]:+.0f} ms |")
+                lines.append(f"| {k} | {r[k]:.0f} | {paired_ratio(r, k, 'float'):.2f} | {r['biper'] - r[k]:+.0f} ms |")
             lines.append("")
     tf_results = results.get("tensorflow", {})
     if "larq_ste_sign" in tf_results:
         larq = tf_results["larq_ste_sign"]
         lines.append(f"Larq QuantConv2D(ste_sign) ResNet-20 on tf_keras, interleaved in the TensorFlow process: "
-                     f"{larq:.0f} ms/step; our BiPer on TensorFlow / Larq = {ours['tensorflow'] / larq:.2f}")
+                     f"{larq:.0f} ms/step; our BiPer on TensorFlow / Larq = "
+                     f"{paired_ratio(tf_results, 'biper', 'larq_ste_sign'):.2f}")
         if "larq_ste_sign_xla" in tf_results:
             larq_xla = tf_results["larq_ste_sign_xla"]
             lines.append(f"Larq's step compiled by XLA (not tf_keras's default): {larq_xla:.0f} ms/step; "
-                         f"our BiPer / Larq with XLA = {ours['tensorflow'] / larq_xla:.2f}")
+                         f"our BiPer / Larq with XLA = {paired_ratio(tf_results, 'biper', 'larq_ste_sign_xla'):.2f}")
     met = targets(results)
     if met:
         lines += ["", "| target | measured | met |", "|---|---|---|"]
