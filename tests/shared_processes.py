@@ -1,4 +1,4 @@
-"""One Larq process and one process per Keras backend for the whole test session.
+"""One Larq process and processes per Keras backend for the whole test session.
 
 TensorFlow's start-up dominates these checks, so test modules register their scripts
 here at import (collection) time, and the first test that needs a process runs every
@@ -13,7 +13,8 @@ import textwrap
 
 SCRIPTS_DIR = os.path.join(os.path.dirname(__file__), "scripts")
 LARQ_SCRIPTS = {}  # name -> code run in the TF_USE_LEGACY_KERAS=1 process
-BACKEND_SCRIPTS = {}  # name -> code run in each Keras backend's process
+BACKEND_SCRIPTS = {}  # name -> (code, backends): run in each of those Keras backends' process
+AFTER_LARQ_SCRIPTS = {}  # the same, for scripts that read the Larq process's files
 
 _RUNNER = textwrap.dedent(
     """

@@ -11,7 +11,7 @@ import pytest
 from biper_keras import quantizers
 from backend_suite.autodiff import value_and_vjp
 from larq_parity_cases import ALIASES, LAYER_KEYS, mismatches
-from shared_processes import script, BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
+from shared_processes import script, AFTER_LARQ_SCRIPTS, LARQ_SCRIPTS, script_output
 
 LARQ_REFERENCE = script("larq_parity_larq_reference.py")
 
@@ -19,7 +19,7 @@ OTHER_BACKEND = script("larq_parity_other_backend.py")
 
 
 LARQ_SCRIPTS["quantizer_reference"] = LARQ_REFERENCE
-BACKEND_SCRIPTS["quantizer_parity"] = (OTHER_BACKEND, ("jax", "torch"))
+AFTER_LARQ_SCRIPTS["quantizer_parity"] = (OTHER_BACKEND, ("jax", "torch"))
 
 
 @pytest.fixture
@@ -37,8 +37,8 @@ def test_forward_and_gradient_equal_larq_on_tensorflow(larq_reference):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_forward_and_gradient_equal_larq_on(backend, larq_reference, backend_results):
-    out = script_output(backend_results(backend), "quantizer_parity")
+def test_forward_and_gradient_equal_larq_on(backend, larq_reference, after_larq_results):
+    out = script_output(after_larq_results(backend), "quantizer_parity")
     assert out.strip().splitlines()[-1] == "PARITY-OK", out
 
 

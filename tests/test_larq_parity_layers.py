@@ -11,7 +11,7 @@ import pytest
 
 import biper_keras as bk
 from larq_parity_cases import LAYER_CASES, built_layer, tf_value_and_grads
-from shared_processes import script, BACKEND_SCRIPTS, LARQ_SCRIPTS, script_output
+from shared_processes import script, AFTER_LARQ_SCRIPTS, LARQ_SCRIPTS, script_output
 
 LARQ_LAYERS = script("larq_parity_layers_larq_layers.py")
 
@@ -41,12 +41,12 @@ def test_outputs_and_all_gradients_equal_larq_on_tensorflow(larq_layers):
 OTHER_BACKEND = script("larq_parity_layers_other_backend.py")
 
 
-BACKEND_SCRIPTS["layer_parity"] = (OTHER_BACKEND, ("jax", "torch"))
+AFTER_LARQ_SCRIPTS["layer_parity"] = (OTHER_BACKEND, ("jax", "torch"))
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-def test_outputs_and_input_gradients_equal_larq_on(backend, larq_layers, backend_results):
-    out = script_output(backend_results(backend), "layer_parity")
+def test_outputs_and_input_gradients_equal_larq_on(backend, larq_layers, after_larq_results):
+    out = script_output(after_larq_results(backend), "layer_parity")
     assert out.strip().splitlines()[-1] == "LAYERS-OK", out
 
 
