@@ -60,7 +60,7 @@ def _quantized_per_sample_normalized(quantizer, x):
 
     sums and means over each sample: the gradient of the authors' x / sigma, exactly.
     """
-    mu = _mu(quantizer, x)
+    mu = quantizer.mu_value(x)
     gradient = _normalized_gradient_of(quantizer)
 
     @ops.custom_gradient
@@ -73,12 +73,6 @@ def _quantized_per_sample_normalized(quantizer, x):
         return quantizer.forward_value(x, mu), grad
 
     return quantize(x)
-
-
-def _mu(quantizer, x):
-    """The quantizer's annealed parameter as a tensor of x's dtype (read once, outside a
-    custom gradient), or None."""
-    return None if quantizer.mu is None else ops.cast(ops.copy(quantizer.mu), x.dtype)
 
 
 def _normalized_gradient_of(quantizer):
@@ -288,7 +282,7 @@ class QuantConv2D(_QuantizedKernel, _PadValues, keras.layers.Conv2D):
             return None
         if self.normalize_inputs and not quantizer.scale_invariant:
             return None
-        mu = _mu(quantizer, inputs)
+        mu = quantizer.mu_value(inputs)
         if type(quantizer).forward_value is quantizers_lib.core._Sign.forward_value:
             forward = _torch_fused.binary_sign_into
         else:

@@ -275,9 +275,13 @@ class ForwardBackwardQuantizer(Quantizer):
     def backward_gradient(self, x, mu):
         raise NotImplementedError
 
+    def mu_value(self, x):
+        """mu as a tensor of x's dtype, or None: read once, outside a custom gradient,
+        which then closes over a tensor."""
+        return None if self.mu is None else ops.cast(ops.copy(self.mu), x.dtype)
+
     def quantize_tensor(self, x):
-        # mu is read once, outside the custom gradient, which then closes over a tensor.
-        mu = None if self.mu is None else ops.cast(ops.copy(self.mu), x.dtype)
+        mu = self.mu_value(x)
         return with_gradient(lambda v: self.forward_value(v, mu), lambda v: self.backward_gradient(v, mu))(x)
 
     def get_config(self):
